@@ -1,0 +1,81 @@
+"""Scoring a prediction against a reference the way the CARE paper does.
+
+Weigert et al. 2018 (Nat. Methods 15, 1090): the reference (ground truth) is
+percentile-normalized, and the prediction is given the scale and offset that
+best fit it in the least-squares sense before PSNR/SSIM/NRMSE are computed.
+Scores are therefore invariant to any affine change of the prediction's
+intensities, so methods with different output units (a network, bicubic
+interpolation, a SIM reconstruction) compare fairly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from keras_unet_sr import image_quality
+from keras_unet_sr.normalization import percentile_normalize
+
+REFERENCE_PERCENTILES = (0.1, 99.9)
+METRICS = ("psnr", "ssim", "nrmse")
+
+
+def _as_hwc(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 2:
+        image = image[..., np.newaxis]
+    if image.ndim != 3:
+        raise ValueError(f"expected an (H, W) or (H, W, C) image, got {image.shape}")
+    return image
+
+
+def fit_affine(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`a * prediction + b` with `a, b` minimizing the squared error to target."""
+    x = prediction.ravel()
+    t = target.ravel()
+    x_mean, t_mean = x.mean(), t.mean()
+    variance = np.mean((x - x_mean) ** 2)
+    slope = np.mean((x - x_mean) * (t - t_mean)) / variance if variance > 0 else 0.0
+    return slope * (prediction - x_mean) + t_mean
+
+
+def evaluate_prediction(
+    prediction: np.ndarray,
+    reference: np.ndarray,
+    percentiles: Sequence[float] = REFERENCE_PERCENTILES,
+) -> dict[str, float]:
+    """PSNR (dB), SSIM and NRMSE of one prediction against its reference.
+
+    Args:
+        prediction: `(H, W)` or `(H, W, C)` image in any units.
+        reference: Same shape, the ground truth.
+        percentiles: Reference percentiles mapped to 0 and 1.
+
+    Returns:
+        `{"psnr", "ssim", "nrmse"}`; PSNR and SSIM use a dynamic range of 1
+        (the normalized reference range) and NRMSE is the RMSE in that unit.
+    """
+    prediction = _as_hwc(prediction)
+    reference = _as_hwc(reference)
+    if prediction.shape != reference.shape:
+        raise ValueError(
+            f"prediction shape {prediction.shape} != reference shape {reference.shape}"
+        )
+    target, _, _ = percentile_normalize(reference.astype(np.float32), percentiles)
+    target = target.numpy().astype(np.float64)
+    fitted = fit_affine(prediction, target)
+    mse = float(np.mean((fitted - target) ** 2))
+    batch = (
+        tf.constant(fitted[np.newaxis], tf.float32),
+        tf.constant(target[np.newaxis], tf.float32),
+    )
+    filter_size = min(11, *reference.shape[:2])
+    return {
+        "psnr": float(image_quality.psnr(*batch, max_val=1.0)[0]),
+        "ssim": float(
+            image_quality.ssim(*batch, max_val=1.0, filter_size=filter_size)[0]
+        ),
+        "nrmse": float(np.sqrt(mse)),
+    }

@@ -1,0 +1,283 @@
+"""Whole-image prediction by overlapping tiles, entirely in TensorFlow ops.
+
+The same graph runs for local `predict` and inside the TF-Serving signature.
+
+How an image of any size becomes tiles and back:
+
+* Along each axis the image is extended by a `guard` margin (>= the model's
+  halo, a multiple of its pooling factor) by mirror reflection. The mirror
+  index is computed arithmetically, so it works for any pad size, even
+  for a 1-pixel image, and no padded copy of the image is ever made: each
+  tile is gathered straight from the original pixels.
+* Tiles of side `tile` start every `tile - overlap` pixels. Strides are
+  multiples of `2**depth`, so the pooling grid of every tile lines up with
+  the whole image's and a tile computes exactly what the whole image would
+  wherever it sees `halo` pixels of context.
+* Tiles go through the model `batch_size` at a time in a `tf.while_loop`,
+  so activation memory is bounded by the tile batch, not the image.
+* Each tile output is weighted by a separable window that is `eps` in the
+  guard band (where the tile lacks context), ramps smoothly (raised cosine)
+  across the rest of the overlap and is 1 inside. It never reaches zero, so
+  the normalizing weight sum is defined everywhere. The weighted tiles are
+  overlap-added by reshapes and one shifted add per axis (linear in the
+  number of pixels), divided by the summed window, and cropped to exactly
+  `scale * H` by `scale * W`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+
+from keras_unet_sr.normalization import denormalize, percentile_range, safe_scale
+
+DEFAULT_TILE = 256
+DEFAULT_TILE_BATCH = 4
+# Weight of a tile's guard band: small enough that a pixel seen without full
+# context contributes < 1e-4 of its error, large enough to divide by.
+WINDOW_FLOOR = 1e-4
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+@dataclasses.dataclass(frozen=True)
+class TilingPlan:
+    """Tile geometry for one model, in input pixels.
+
+    Attributes:
+        tile: Tile side.
+        overlap: Overlap of neighbouring tiles (`guard` on each side plus
+            the blending ramp).
+        guard: Context margin around kept pixels.
+        batch_size: Tiles per model call.
+        multiple: The model's size multiple (`2**depth`).
+        scale: The model's upsampling factor.
+    """
+
+    tile: int
+    overlap: int
+    guard: int
+    batch_size: int
+    multiple: int
+    scale: int
+
+    @property
+    def ramp(self) -> int:
+        return self.overlap - 2 * self.guard
+
+    @property
+    def overhead(self) -> float:
+        """Model pixels computed per output pixel on a large image."""
+        return (self.tile / (self.tile - self.overlap)) ** 2
+
+
+def plan_tiling(
+    halo: int,
+    multiple: int,
+    scale: int,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int | None = None,
+) -> TilingPlan:
+    """Validate and complete tile geometry for a model.
+
+    Args:
+        halo: The model's halo (`SuperResolutionUNet.halo`).
+        multiple: The model's size multiple (`2**depth`).
+        scale: The model's scale factor.
+        tile: Tile side in input pixels (default `DEFAULT_TILE`, at least
+            `2 * overlap`, rounded up to a multiple of `multiple`).
+        overlap: Overlap in input pixels; default `2 * guard + multiple`,
+            which makes tiled and whole-image predictions agree. Must be at
+            least the halo; it is rounded up to a multiple of `multiple`.
+        batch_size: Tiles per model call (default `DEFAULT_TILE_BATCH`).
+
+    Raises:
+        ValueError: for an overlap below the halo or a tile too small for it.
+    """
+    full_guard = _round_up(max(halo, 1), multiple)
+    if overlap is None:
+        overlap = 2 * full_guard + multiple
+    overlap = _round_up(int(overlap), multiple)
+    if overlap < halo:
+        raise ValueError(
+            f"overlap {overlap} is smaller than the model's halo ({halo} pixels)"
+        )
+    guard = min(full_guard, (overlap // 2) // multiple * multiple)
+    if tile is None:
+        tile = max(DEFAULT_TILE, _round_up(2 * overlap, multiple))
+    tile = _round_up(int(tile), multiple)
+    if tile < 2 * overlap:
+        raise ValueError(
+            f"tile {tile} must be at least twice the overlap ({overlap}); "
+            f"use a tile of {_round_up(2 * overlap, multiple)} or more"
+        )
+    batch_size = DEFAULT_TILE_BATCH if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return TilingPlan(tile, overlap, guard, batch_size, multiple, scale)
+
+
+def plan_for_model(model, **kwargs) -> TilingPlan:
+    """`plan_tiling` with the halo, size multiple and scale of `model`."""
+    return plan_tiling(model.halo, model.size_multiple, model.scale, **kwargs)
+
+
+def _mirror(positions: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """Reflect integer positions into [0, length) ('reflect' mode, any pad)."""
+    period = tf.maximum(2 * (length - 1), 1)
+    folded = tf.math.floormod(positions, period)
+    folded = tf.where(folded >= length, period - folded, folded)
+    return tf.where(length > 1, folded, tf.zeros_like(folded))
+
+
+class _Axis:
+    """Tile layout along one axis of a `length`-pixel image (graph tensors)."""
+
+    def __init__(self, length: tf.Tensor, plan: TilingPlan):
+        full = length + 2 * plan.guard
+        single = full <= plan.tile
+        multiple = plan.multiple
+        # An image smaller than a tile gets one tile just big enough.
+        self.tile = tf.where(
+            single, (full + multiple - 1) // multiple * multiple, plan.tile
+        )
+        stride = plan.tile - plan.overlap
+        self.count = tf.where(single, 1, (full - plan.overlap + stride - 1) // stride)
+        self.overlap = tf.where(single, 0, plan.overlap)
+        self.stride = self.tile - self.overlap
+        padded = self.count * self.stride + self.overlap
+        self.source = _mirror(tf.range(padded) - plan.guard, length)
+        # Source index of every pixel of every tile: (count, tile).
+        starts = tf.range(self.count) * self.stride
+        self.tile_source = tf.gather(
+            self.source, starts[:, tf.newaxis] + tf.range(self.tile)
+        )
+        self.window = self._window(plan)
+
+    def _window(self, plan: TilingPlan) -> tf.Tensor:
+        s = plan.scale
+        size = self.tile * s
+        distance = tf.cast(tf.range(size), tf.float32) + 0.5
+        guard = float(plan.guard * s)
+        ramp = float(max(plan.ramp * s, 1e-6))
+
+        def taper(d):
+            u = tf.clip_by_value((d - guard) / ramp, 0.0, 1.0)
+            return WINDOW_FLOOR + (1.0 - WINDOW_FLOOR) * 0.5 * (
+                1.0 - tf.cos(math.pi * u)
+            )
+
+        window = tf.minimum(
+            taper(distance), taper(tf.cast(size, tf.float32) - distance)
+        )
+        return tf.where(self.count > 1, window, tf.ones_like(window))
+
+
+def _overlap_add(tiles: tf.Tensor, stride: tf.Tensor, overlap: tf.Tensor) -> tf.Tensor:
+    """Sum tiles `(M, n, U, K)` laid `stride` apart into `(M, n*stride+overlap, K)`.
+
+    Needs `overlap <= stride`, so only neighbours overlap: each tile's tail
+    (its last `overlap` entries) is added to the head of the next tile.
+    """
+    shape = tf.shape(tiles)
+    m, n, k = shape[0], shape[1], shape[3]
+    body = tiles[:, :, :stride]
+    tail = tiles[:, :, stride:]
+    shifted = tf.pad(tail[:, :-1], [[0, 0], [1, 0], [0, stride - overlap], [0, 0]])
+    body = tf.reshape(body + shifted, (m, n * stride, k))
+    return tf.concat([body, tail[:, -1]], axis=1)
+
+
+def tiled_predict(
+    model: Callable[[tf.Tensor], tf.Tensor],
+    images: tf.Tensor,
+    plan: TilingPlan,
+    percentiles: Sequence[float] | None = (1.0, 99.8),
+) -> tf.Tensor:
+    """Predict whole images of any size through overlapping tiles.
+
+    Args:
+        model: Callable mapping `(k, t, t, frames)` normalized tiles to
+            `(k, scale*t, scale*t, C)` (e.g. a `SuperResolutionUNet`).
+        images: `(B, H, W, frames)` raw images of any real dtype and size.
+        plan: Tile geometry from `plan_tiling`/`plan_for_model`.
+        percentiles: Per-image normalization percentiles (the model's);
+            the output is mapped back to the input's intensity units.
+            `None` feeds the images through unnormalized.
+
+    Returns:
+        `(B, scale*H, scale*W, C)` float32.
+    """
+    images = tf.convert_to_tensor(images)
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    if percentiles is None:
+        low = tf.zeros((batch, 1, 1, 1))
+        high = tf.ones((batch, 1, 1, 1))
+    else:
+        low, high = percentile_range(images, percentiles)
+    inverse_scale = 1.0 / safe_scale(low, high)
+
+    rows, cols = _Axis(height, plan), _Axis(width, plan)
+    per_image = rows.count * cols.count
+    total = batch * per_image
+    window = rows.window[:, tf.newaxis, tf.newaxis] * cols.window[:, tf.newaxis]
+    k = plan.batch_size
+
+    def predict_batch(start, outputs):
+        ids = tf.minimum(start + tf.range(k), total - 1)  # last batch repeats
+        b = ids // per_image
+        iy = (ids // cols.count) % rows.count
+        ix = ids % cols.count
+        ys = tf.gather(rows.tile_source, iy)[:, :, tf.newaxis]
+        xs = tf.gather(cols.tile_source, ix)[:, tf.newaxis, :]
+        bs = b[:, tf.newaxis, tf.newaxis]
+        ys, xs, bs = (tf.broadcast_to(t, tf.shape(ys + xs + bs)) for t in (ys, xs, bs))
+        tiles = tf.gather_nd(images, tf.stack([bs, ys, xs], axis=-1))
+        tiles = (tf.cast(tiles, tf.float32) - tf.gather(low, b)) * tf.gather(
+            inverse_scale, b
+        )
+        predicted = tf.cast(model(tiles, training=False), tf.float32) * window
+        valid = tf.minimum(k, total - start)
+        return start + k, outputs.write(start // k, predicted[:valid])
+
+    outputs = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+    _, outputs = tf.while_loop(
+        lambda start, _: start < total,
+        predict_batch,
+        (tf.constant(0), outputs),
+        parallel_iterations=1,
+    )
+    tiles = outputs.concat()  # (total, U_y, U_x, C)
+
+    s = plan.scale
+    size_y, size_x = rows.tile * s, cols.tile * s
+    channels = tf.shape(tiles)[-1]
+    # Overlap-add along x: (B*ny*Uy, nx, Ux, C) -> (B*ny*Uy, Lx, C).
+    tiles = tf.reshape(tiles, (batch, rows.count, cols.count, size_y, size_x, channels))
+    tiles = tf.transpose(tiles, (0, 1, 3, 2, 4, 5))
+    tiles = tf.reshape(tiles, (-1, cols.count, size_x, channels))
+    strips = _overlap_add(tiles, cols.stride * s, cols.overlap * s)
+    # Overlap-add along y: (B, ny, Uy, Lx*C) -> (B, Ly, Lx*C).
+    length_x = tf.shape(strips)[1]
+    strips = tf.reshape(strips, (batch, rows.count, size_y, length_x * channels))
+    canvas = _overlap_add(strips, rows.stride * s, rows.overlap * s)
+    canvas = tf.reshape(canvas, (batch, -1, length_x, channels))
+
+    def summed_window(axis):
+        repeated = tf.tile(
+            axis.window[tf.newaxis, tf.newaxis, :, tf.newaxis], (1, axis.count, 1, 1)
+        )
+        return _overlap_add(repeated, axis.stride * s, axis.overlap * s)[0, :, 0]
+
+    weight = summed_window(rows)[:, tf.newaxis] * summed_window(cols)[tf.newaxis, :]
+    canvas = canvas / weight[tf.newaxis, :, :, tf.newaxis]
+    offset = plan.guard * s
+    canvas = canvas[:, offset : offset + height * s, offset : offset + width * s]
+    return denormalize(canvas, low, high)

@@ -1,0 +1,314 @@
+"""The super-resolution U-Net: a Keras functional model with a complete config."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+
+from keras_unet_sr.layers import PACKAGE, InterpolatedFrameMean, PixelShuffle
+
+NORMALIZATIONS = ("none", "batch", "layer")
+SCALES = (1, 2, 4)
+
+
+def receptive_field_radius(
+    depth: int, kernel_size: int, convs_per_level: int, scale: int
+) -> float:
+    """Radius, in input pixels, of the region one output pixel depends on.
+
+    Walks the deepest path of the U-Net: the encoder convolutions and pools,
+    the bottleneck, the decoder's upsampling and convolutions, and the
+    sub-pixel head. Pools and stride-2 upsamplings are counted with their
+    worst-case half-pixel misalignment, so the value is an upper bound.
+    """
+    half = (kernel_size - 1) / 2
+    radius = 0.0
+    for level in range(depth):  # encoder: convs, then a 2x2 pool
+        radius += convs_per_level * half * 2**level + 2**level
+    radius += convs_per_level * half * 2**depth  # bottleneck
+    for level in reversed(range(depth)):  # decoder: 2x2 up, then convs
+        radius += 2**level + convs_per_level * half * 2**level
+    if scale > 1:  # head conv before the pixel shuffle, one conv after it
+        radius += half + half / scale
+    return radius
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SuperResolutionUNet(keras.Model):
+    """U-Net mapping low-resolution frames to a super-resolved image.
+
+    A functional model (`keras.Model` built from `keras.Input`), so it
+    summarizes, plots, exports and loads like any functional model, while
+    `get_config()` returns the builder arguments, as keras-hub backbones do.
+
+    Input `image`: `(batch, H, W, frames)` float, already intensity-normalized
+    (see `keras_unet_sr.normalization`). `H` and `W` must be multiples of
+    `2**depth` (the pooling factor, `size_multiple`); any such size works, and
+    `keras_unet_sr.tiling` handles every other size. Output: `(batch,
+    scale*H, scale*W, out_channels)` float32 in the same normalized units.
+
+    The upsampling is inside the network (sub-pixel convolution), and the
+    output is added to the interpolated mean of the input frames, so an
+    untrained network (zero-initialized last layer) returns the trivial
+    answer and training learns the correction.
+
+    Args:
+        frames: Input channels: 1 for confocal/widefield, 3/9/15 raw SIM frames.
+        out_channels: Output channels (1 for a super-resolved image).
+        scale: Upsampling factor between input and output grids (1, 2 or 4).
+        depth: Number of 2x poolings in the encoder.
+        filters: Filters of the first level; doubled at each level.
+        kernel_size: Convolution kernel size (odd).
+        convs_per_level: Convolutions in each encoder/decoder block.
+        normalization: `"none"`, `"batch"` or `"layer"` (per pixel over
+            channels). Group/instance norms are not offered: their spatial
+            statistics differ between a tile and the whole image.
+        dropout: Spatial dropout rate in the bottleneck.
+        activation: Activation of the convolution blocks.
+        residual: Add the interpolated frame mean to the output.
+        residual_interpolation: Interpolation of that residual path.
+        percentiles: Low/high intensity percentiles that the input is
+            normalized with before the network sees it; stored with the
+            model so prediction and serving normalize as training did.
+        dtype: Dtype policy for the layers (e.g. `"mixed_float16"`); the
+            output layer always computes in float32.
+        name: Model name.
+    """
+
+    def __init__(
+        self,
+        frames: int = 1,
+        out_channels: int = 1,
+        scale: int = 1,
+        depth: int = 2,
+        filters: int = 32,
+        kernel_size: int = 3,
+        convs_per_level: int = 2,
+        normalization: str = "none",
+        dropout: float = 0.0,
+        activation: str = "relu",
+        residual: bool = True,
+        residual_interpolation: str = "bilinear",
+        percentiles: Sequence[float] = (1.0, 99.8),
+        dtype=None,
+        name: str = "super_resolution_unet",
+        **kwargs,
+    ):
+        _check_arguments(
+            frames,
+            out_channels,
+            scale,
+            depth,
+            filters,
+            kernel_size,
+            convs_per_level,
+            normalization,
+            dropout,
+            percentiles,
+        )
+        # Resolve the policy now: the functional base class does not keep it.
+        dtype = (
+            keras.config.dtype_policy()
+            if dtype is None
+            else keras.dtype_policies.get(dtype)
+        )
+
+        def block(x, units, prefix):
+            for i in range(convs_per_level):
+                x = keras.layers.Conv2D(
+                    units,
+                    kernel_size,
+                    padding="same",
+                    use_bias=normalization != "batch",
+                    kernel_initializer="he_normal",
+                    dtype=dtype,
+                    name=f"{prefix}_conv{i}",
+                )(x)
+                if normalization == "batch":
+                    x = keras.layers.BatchNormalization(
+                        dtype=dtype, name=f"{prefix}_bn{i}"
+                    )(x)
+                elif normalization == "layer":
+                    x = keras.layers.LayerNormalization(
+                        axis=-1, dtype=dtype, name=f"{prefix}_ln{i}"
+                    )(x)
+                x = keras.layers.Activation(
+                    activation, dtype=dtype, name=f"{prefix}_act{i}"
+                )(x)
+            return x
+
+        # === Functional model ===
+        image = keras.Input(shape=(None, None, frames), name="image")
+        x = image
+        skips = []
+        for level in range(depth):
+            x = block(x, filters * 2**level, f"down{level}")
+            skips.append(x)
+            x = keras.layers.MaxPooling2D(2, dtype=dtype, name=f"pool{level}")(x)
+        x = block(x, filters * 2**depth, "bottleneck")
+        if dropout > 0:
+            x = keras.layers.SpatialDropout2D(
+                dropout, dtype=dtype, name="bottleneck_dropout"
+            )(x)
+        for level in reversed(range(depth)):
+            x = keras.layers.Conv2DTranspose(
+                filters * 2**level, 2, strides=2, dtype=dtype, name=f"up{level}"
+            )(x)
+            x = keras.layers.Concatenate(dtype=dtype, name=f"skip{level}")(
+                [x, skips[level]]
+            )
+            x = block(x, filters * 2**level, f"decode{level}")
+        if scale > 1:
+            x = keras.layers.Conv2D(
+                filters * scale * scale,
+                kernel_size,
+                padding="same",
+                dtype=dtype,
+                name="subpixel_conv",
+            )(x)
+            x = PixelShuffle(scale, dtype=dtype, name="pixel_shuffle")(x)
+            x = keras.layers.Conv2D(
+                filters,
+                kernel_size,
+                padding="same",
+                activation=activation,
+                dtype=dtype,
+                name="fine_conv",
+            )(x)
+        # Zero-initialized head: an untrained model returns the residual path.
+        x = keras.layers.Conv2D(
+            out_channels,
+            1,
+            kernel_initializer="zeros" if residual else "glorot_uniform",
+            dtype="float32",
+            name="head",
+        )(x)
+        if residual:
+            base = InterpolatedFrameMean(
+                scale,
+                residual_interpolation,
+                out_channels,
+                dtype="float32",
+                name="interpolated_mean",
+            )(image)
+            x = keras.layers.Add(dtype="float32", name="sr_image")([x, base])
+        super().__init__(inputs=image, outputs=x, name=name, **kwargs)
+        self._layer_dtype_policy = dtype
+
+        # === Config ===
+        self.frames = int(frames)
+        self.out_channels = int(out_channels)
+        self.scale = int(scale)
+        self.depth = int(depth)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.convs_per_level = int(convs_per_level)
+        self.normalization = normalization
+        self.dropout = float(dropout)
+        self.activation = activation
+        self.residual = bool(residual)
+        self.residual_interpolation = residual_interpolation
+        self.percentiles = tuple(float(p) for p in percentiles)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (`2**depth`)."""
+        return 2**self.depth
+
+    @property
+    def halo(self) -> int:
+        """Input pixels of context an output pixel depends on, rounded up.
+
+        A tiler whose tiles keep at least this margin around the pixels it
+        keeps reproduces the whole-image prediction there.
+        """
+        return math.ceil(
+            receptive_field_radius(
+                self.depth, self.kernel_size, self.convs_per_level, self.scale
+            )
+        )
+
+    def get_config(self):
+        # Not super().get_config(): that would return the functional graph.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self._layer_dtype_policy),
+            "frames": self.frames,
+            "out_channels": self.out_channels,
+            "scale": self.scale,
+            "depth": self.depth,
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "convs_per_level": self.convs_per_level,
+            "normalization": self.normalization,
+            "dropout": self.dropout,
+            "activation": self.activation,
+            "residual": self.residual,
+            "residual_interpolation": self.residual_interpolation,
+            "percentiles": list(self.percentiles),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
+
+
+def _check_arguments(
+    frames,
+    out_channels,
+    scale,
+    depth,
+    filters,
+    kernel_size,
+    convs_per_level,
+    normalization,
+    dropout,
+    percentiles,
+):
+    """Fail early with the argument's name instead of deep in Keras."""
+    checks = [
+        (
+            isinstance(frames, int) and frames >= 1,
+            f"frames must be >= 1, got {frames!r}",
+        ),
+        (
+            isinstance(out_channels, int) and out_channels >= 1,
+            f"out_channels must be >= 1, got {out_channels!r}",
+        ),
+        (scale in SCALES, f"scale must be one of {SCALES}, got {scale!r}"),
+        (
+            isinstance(depth, int) and 0 <= depth <= 6,
+            f"depth must be 0..6, got {depth!r}",
+        ),
+        (
+            isinstance(filters, int) and filters >= 1,
+            f"filters must be >= 1, got {filters!r}",
+        ),
+        (
+            isinstance(kernel_size, int) and kernel_size >= 1 and kernel_size % 2 == 1,
+            f"kernel_size must be a positive odd integer, got {kernel_size!r}",
+        ),
+        (
+            isinstance(convs_per_level, int) and convs_per_level >= 1,
+            f"convs_per_level must be >= 1, got {convs_per_level!r}",
+        ),
+        (
+            normalization in NORMALIZATIONS,
+            f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}",
+        ),
+        (0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout!r}"),
+        (
+            len(percentiles) == 2 and 0 <= percentiles[0] < percentiles[1] <= 100,
+            f"percentiles must be (low, high) with 0 <= low < high <= 100, "
+            f"got {percentiles!r}",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
