@@ -2,34 +2,56 @@
 
 Public API: the model (`SuperResolutionUNet`), its loss (`SSIML1Loss`) and
 metrics (`PSNR`, `SSIM`), CARE-style evaluation (`evaluate_prediction`), the
-one normalization (`percentile_normalize`) and tiler (`tiled_predict`).
-Subpackages: `keras_unet_sr.datasets` (TFDS builder), `keras_unet_sr.tuning`
-(keras-tuner), `keras_unet_sr.export` (TF-Serving bundles and gRPC).
+one normalization (`percentile_normalize`) and tiler (`tiled_predict`,
+`Predictor`). Subpackages: `keras_unet_sr.datasets` (TFDS builder),
+`keras_unet_sr.tuning` (keras-tuner), `keras_unet_sr.export` (TF-Serving
+bundles and gRPC).
+
+Attributes are imported on first use, so `keras-unet-sr --help` starts
+without loading TensorFlow.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from keras_unet_sr.evaluation import evaluate_prediction
-from keras_unet_sr.layers import InterpolatedFrameMean, PixelShuffle
-from keras_unet_sr.losses import SSIML1Loss
-from keras_unet_sr.metrics import PSNR, SSIM
-from keras_unet_sr.normalization import denormalize, normalize, percentile_normalize
-from keras_unet_sr.tiling import TilingPlan, plan_for_model, plan_tiling, tiled_predict
-from keras_unet_sr.unet import SuperResolutionUNet
+_EXPORTS = {
+    "SuperResolutionUNet": "keras_unet_sr.unet",
+    "PixelShuffle": "keras_unet_sr.layers",
+    "InterpolatedFrameMean": "keras_unet_sr.layers",
+    "SSIML1Loss": "keras_unet_sr.losses",
+    "PSNR": "keras_unet_sr.metrics",
+    "SSIM": "keras_unet_sr.metrics",
+    "evaluate_prediction": "keras_unet_sr.evaluation",
+    "percentile_normalize": "keras_unet_sr.normalization",
+    "normalize": "keras_unet_sr.normalization",
+    "denormalize": "keras_unet_sr.normalization",
+    "TilingPlan": "keras_unet_sr.tiling",
+    "plan_tiling": "keras_unet_sr.tiling",
+    "plan_for_model": "keras_unet_sr.tiling",
+    "tiled_predict": "keras_unet_sr.tiling",
+    "Predictor": "keras_unet_sr.prediction",
+    "load_model": "keras_unet_sr.prediction",
+    "FitConfig": "keras_unet_sr.config",
+    "fit": "keras_unet_sr.training",
+}
 
-__all__ = [
-    "PSNR",
-    "SSIM",
-    "InterpolatedFrameMean",
-    "PixelShuffle",
-    "SSIML1Loss",
-    "SuperResolutionUNet",
-    "TilingPlan",
-    "denormalize",
-    "evaluate_prediction",
-    "normalize",
-    "percentile_normalize",
-    "plan_for_model",
-    "plan_tiling",
-    "tiled_predict",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    # Submodules (e.g. `keras_unet_sr.image_quality`) stay reachable as attributes.
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from keras_unet_sr import image_quality
 from keras_unet_sr.normalization import percentile_normalize
+from keras_unet_sr.prediction import bicubic_baseline
 
 REFERENCE_PERCENTILES = (0.1, 99.9)
 METRICS = ("psnr", "ssim", "nrmse")
@@ -78,4 +79,39 @@ def evaluate_prediction(
             image_quality.ssim(*batch, max_val=1.0, filter_size=filter_size)[0]
         ),
         "nrmse": float(np.sqrt(mse)),
+    }
+
+
+def score_model_and_baseline(predictor, named_images) -> list[dict]:
+    """Score a `Predictor` and the bicubic baseline on whole images.
+
+    Args:
+        predictor: A `keras_unet_sr.prediction.Predictor`.
+        named_images: Iterable of `(name, low (H, W, F), high (sH, sW, C))`.
+
+    Returns:
+        One row per image: `{"name", "model": scores, "bicubic": scores}`.
+    """
+    rows = []
+    for name, low, high in named_images:
+        rows.append(
+            {
+                "name": name,
+                "model": evaluate_prediction(predictor(low), high),
+                "bicubic": evaluate_prediction(
+                    bicubic_baseline(low, predictor.model), high
+                ),
+            }
+        )
+    return rows
+
+
+def summarize_scores(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Mean scores per method over the rows of `score_model_and_baseline`."""
+    return {
+        method: {
+            metric: float(np.mean([row[method][metric] for row in rows]))
+            for metric in METRICS
+        }
+        for method in ("model", "bicubic")
     }

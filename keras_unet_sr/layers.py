@@ -1,12 +1,13 @@
 """Small registered layers used by the U-Net.
 
-They are written with `keras.ops` so the saved `.keras` file loads in safe
+Registered, with complete configs, so the saved `.keras` file loads in safe
 mode (no `Lambda` layers, no pickled Python code).
 """
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 PACKAGE = "keras_unet_sr"
@@ -80,12 +81,10 @@ class InterpolatedFrameMean(keras.layers.Layer):
     def call(self, inputs):
         x = ops.mean(inputs, axis=-1, keepdims=True)
         if self.scale > 1:
-            shape = ops.shape(x)
-            x = ops.image.resize(
-                x,
-                (shape[1] * self.scale, shape[2] * self.scale),
-                interpolation=self.interpolation,
-                antialias=False,
+            # tf.image.resize, not keras.ops: Keras 3.15's resize needs static
+            # sizes, and tiles in the serving graph have dynamic ones.
+            x = tf.image.resize(
+                x, tf.shape(x)[1:3] * self.scale, method=self.interpolation
             )
         if self.out_channels > 1:
             x = ops.repeat(x, self.out_channels, axis=-1)

@@ -72,6 +72,10 @@ class SuperResolutionUNet(keras.Model):
         percentiles: Low/high intensity percentiles that the input is
             normalized with before the network sees it; stored with the
             model so prediction and serving normalize as training did.
+        frame_subset: Which frames of a longer raw stack the model reads
+            (e.g. `(0, 5, 10)` for SIM3 out of 15 frames); `None` when it
+            reads all `frames`. Stored so prediction and serving accept the
+            full stack the microscope writes.
         dtype: Dtype policy for the layers (e.g. `"mixed_float16"`); the
             output layer always computes in float32.
         name: Model name.
@@ -90,8 +94,9 @@ class SuperResolutionUNet(keras.Model):
         dropout: float = 0.0,
         activation: str = "relu",
         residual: bool = True,
-        residual_interpolation: str = "bilinear",
+        residual_interpolation: str = "bicubic",
         percentiles: Sequence[float] = (1.0, 99.8),
+        frame_subset: Sequence[int] | None = None,
         dtype=None,
         name: str = "super_resolution_unet",
         **kwargs,
@@ -211,6 +216,9 @@ class SuperResolutionUNet(keras.Model):
         self.residual = bool(residual)
         self.residual_interpolation = residual_interpolation
         self.percentiles = tuple(float(p) for p in percentiles)
+        self.frame_subset = (
+            None if frame_subset is None else tuple(int(f) for f in frame_subset)
+        )
 
     @property
     def size_multiple(self) -> int:
@@ -249,6 +257,9 @@ class SuperResolutionUNet(keras.Model):
             "residual": self.residual,
             "residual_interpolation": self.residual_interpolation,
             "percentiles": list(self.percentiles),
+            "frame_subset": None
+            if self.frame_subset is None
+            else list(self.frame_subset),
         }
 
     @classmethod

@@ -1,0 +1,282 @@
+"""microscopy_sr: paired low/high-resolution fluorescence microscopy images.
+
+Configs:
+
+* `sim9`, `sim3`, `confocal`, `widefield`: generated on the fly by
+  `simulation.py` (no downloads, deterministic by seed).
+* `paired_tiff`: the user's own TIFF pairs from `manual_dir` (`low/` and
+  `high/` matched by file name, or `train/` and `test/` subfolders that each
+  hold such a pair of folders). Use `paired_tiff_config()` for a frame subset,
+  split fractions or named validation/test images.
+
+Every example holds `low` `(H, W, frames)` float32 (raw camera values, not
+normalized), `high` `(scale*H, scale*W, 1)` float32 and the image `name`.
+`info.metadata` records `frames` and `scale`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from keras_unet_sr import tiff_io
+from keras_unet_sr.errors import UserError
+
+from . import simulation
+
+_SYNTHETIC_COUNTS = {"train": 240, "validation": 16, "test": 16}
+
+
+@dataclasses.dataclass(eq=False)
+class MicroscopySRConfig(tfds.core.BuilderConfig):
+    """Config of `microscopy_sr`.
+
+    Attributes:
+        source: `"synthetic"` or `"paired_tiff"`.
+        modality: Synthetic modality (a key of `simulation.MODALITIES`).
+        low_size: Side of the synthetic low-resolution images.
+        num_examples: Synthetic images per split.
+        seed: Seed of the synthetic data and of the paired-TIFF split.
+        frame_subset: Paired TIFFs: frames to keep (e.g. `(0, 5, 10)`).
+        validation_fraction: Paired TIFFs: share of images for validation.
+        test_fraction: Paired TIFFs: share of images for testing.
+        validation_names: Paired TIFFs: these images (file stems) validate.
+        test_names: Paired TIFFs: these images test.
+    """
+
+    source: str = "synthetic"
+    modality: str = ""
+    low_size: int = 128
+    num_examples: dict[str, int] = dataclasses.field(
+        default_factory=lambda: dict(_SYNTHETIC_COUNTS)
+    )
+    seed: int = 0
+    frame_subset: tuple[int, ...] | None = None
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    validation_names: tuple[str, ...] = ()
+    test_names: tuple[str, ...] = ()
+
+
+def _synthetic_config(modality: str) -> MicroscopySRConfig:
+    spec = simulation.MODALITIES[modality]
+    return MicroscopySRConfig(
+        name=modality,
+        source="synthetic",
+        modality=modality,
+        description=f"Synthetic, generated: {spec.description}",
+    )
+
+
+def paired_tiff_config(
+    manual_dir: str,
+    frame_subset: Sequence[int] | None = None,
+    validation_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    validation_names: Sequence[str] = (),
+    test_names: Sequence[str] = (),
+    seed: int = 0,
+) -> MicroscopySRConfig:
+    """A paired-TIFF config whose name fingerprints the folder and options.
+
+    TFDS caches prepared data by config name, so the name changes when the
+    folder, its files (names, sizes, modification times) or the options do.
+    """
+    root = Path(manual_dir).expanduser().resolve()
+    listing = sorted(
+        (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file() and tiff_io.is_tiff_name(p)
+    )
+    options = (
+        str(root),
+        listing,
+        frame_subset,
+        validation_fraction,
+        test_fraction,
+        tuple(validation_names),
+        tuple(test_names),
+        seed,
+    )
+    digest = hashlib.sha1(repr(options).encode()).hexdigest()[:12]
+    return MicroscopySRConfig(
+        name=f"paired_tiff_{digest}",
+        source="paired_tiff",
+        description=f"Paired TIFFs from {root}",
+        frame_subset=None if frame_subset is None else tuple(frame_subset),
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        validation_names=tuple(validation_names),
+        test_names=tuple(test_names),
+        seed=seed,
+    )
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+    """DatasetBuilder for paired low/high-resolution microscopy images."""
+
+    # TFDS would locate README/CITATIONS/TAGS from the top-level package,
+    # which is wrong when setuptools maps datasets/ into keras_unet_sr.
+    pkg_dir_path = epath.Path(__file__).parent
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    BUILDER_CONFIGS = [
+        *(_synthetic_config(m) for m in ("sim9", "sim3", "confocal", "widefield")),
+        MicroscopySRConfig(
+            name="paired_tiff",
+            source="paired_tiff",
+            description="The user's own paired TIFFs (manual_dir).",
+        ),
+    ]
+    DEFAULT_CONFIG_NAME = "sim9"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+    Only for the paired_tiff configs. Put TIFF pairs matched by file name in
+    `manual_dir/low/` (an (H, W) image or a (frames, H, W) stack of raw frames,
+    any integer or float type) and `manual_dir/high/` (the (s*H, s*W) target),
+    or such low/ and high/ folders under `manual_dir/train/` and
+    `manual_dir/test/`. Pass `download_config=tfds.download.DownloadConfig(
+    manual_dir=...)` or use `keras-unet-sr fit --data FOLDER`.
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        config = self.builder_config
+        frames = None
+        metadata = tfds.core.MetadataDict()
+        if config.source == "synthetic":
+            spec = simulation.MODALITIES[config.modality]
+            frames = spec.frames
+            metadata.update(frames=spec.frames, scale=spec.scale)
+        elif config.frame_subset is not None:
+            frames = len(config.frame_subset)
+        image = dict(dtype=np.float32, encoding=tfds.features.Encoding.ZLIB)
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(
+                {
+                    "name": tfds.features.Text(),
+                    "low": tfds.features.Tensor(shape=(None, None, frames), **image),
+                    "high": tfds.features.Tensor(shape=(None, None, 1), **image),
+                }
+            ),
+            supervised_keys=("low", "high"),
+            homepage="https://github.com/keras-unet-sr/keras-unet-sr",
+            metadata=metadata,
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        config = self.builder_config
+        if config.source == "synthetic":
+            return {
+                split: self._generate_examples(synthetic=(index, count))
+                for index, (split, count) in enumerate(config.num_examples.items())
+            }
+        splits = _split_pairs(Path(dl_manager.manual_dir), config)
+        first = next(pair for pairs in splits.values() for pair in pairs)
+        low, _, scale = tiff_io.load_pair(first, config.frame_subset)
+        self.info.metadata.update(frames=int(low.shape[-1]), scale=int(scale))
+        return {
+            split: self._generate_examples(
+                pairs=pairs, frames=low.shape[-1], scale=scale
+            )
+            for split, pairs in splits.items()
+        }
+
+    def _generate_examples(self, synthetic=None, pairs=None, frames=None, scale=None):
+        """Yields `(key, example)`: generated, or read from TIFF pairs."""
+        if synthetic is not None:
+            yield from self._generate_synthetic(*synthetic)
+        else:
+            yield from self._generate_pairs(pairs, frames, scale)
+
+    def _generate_synthetic(self, split_index: int, count: int):
+        config = self.builder_config
+        for i in range(count):
+            low, high = simulation.simulate_pair(
+                config.modality,
+                seed=(config.seed, split_index, i),
+                low_size=config.low_size,
+            )
+            yield (
+                f"{split_index}_{i:06d}",
+                {
+                    "name": f"{config.modality}_{split_index}_{i:06d}",
+                    "low": np.moveaxis(low, 0, -1).astype(np.float32),
+                    "high": high[..., np.newaxis].astype(np.float32),
+                },
+            )
+
+    def _generate_pairs(self, pairs, frames: int, scale: int):
+        subset = self.builder_config.frame_subset
+        for pair in pairs:
+            low, high, pair_scale = tiff_io.load_pair(pair, subset)
+            if low.shape[-1] != frames:
+                raise UserError(
+                    f"{pair.low}: has {low.shape[-1]} frame(s), other images "
+                    f"have {frames}"
+                )
+            if pair_scale != scale:
+                raise UserError(
+                    f"{pair.high}: scale {pair_scale} differs from scale "
+                    f"{scale} of the other pairs"
+                )
+            yield (
+                pair.name,
+                {
+                    "name": pair.name,
+                    "low": low.astype(np.float32),
+                    "high": high.astype(np.float32),
+                },
+            )
+
+
+def _split_pairs(
+    root: Path, config: MicroscopySRConfig
+) -> dict[str, list[tiff_io.ImagePair]]:
+    """Deterministic train/validation/test split of the pairs under `root`."""
+    if (root / "train").is_dir():
+        pairs = tiff_io.find_pairs(root / "train")
+        test = tiff_io.find_pairs(root / "test") if (root / "test").is_dir() else []
+        train, validation, _ = _assign(pairs, config, test_fraction=0.0)
+    else:
+        train, validation, test = _assign(
+            tiff_io.find_pairs(root), config, config.test_fraction
+        )
+    splits = {"train": train, "validation": validation, "test": test}
+    # TFDS cannot write an empty split; the pipeline falls back to train.
+    return {name: pairs for name, pairs in splits.items() if pairs}
+
+
+def _assign(pairs, config: MicroscopySRConfig, test_fraction: float):
+    names = {p.name for p in pairs}
+    for wanted in (*config.validation_names, *config.test_names):
+        if wanted not in names:
+            raise UserError(
+                f"{wanted}: no image of that name (have: {', '.join(sorted(names))})"
+            )
+    # Hash order: adding an image does not reshuffle the others' splits.
+    ordered = sorted(
+        pairs,
+        key=lambda p: hashlib.sha1(f"{config.seed}:{p.name}".encode()).hexdigest(),
+    )
+    validation = [p for p in ordered if p.name in config.validation_names]
+    test = [p for p in ordered if p.name in config.test_names]
+    rest = [p for p in ordered if p not in validation and p not in test]
+    if not config.validation_names and not config.test_names:
+        n = len(rest)
+        n_test = round(n * test_fraction)
+        n_val = max(1, round(n * config.validation_fraction)) if n >= 2 else 0
+        while n_test and n - n_val - n_test < 1:
+            n_test -= 1
+        test, validation, rest = (
+            rest[:n_test],
+            rest[n_test : n_test + n_val],
+            rest[n_test + n_val :],
+        )
+    if not rest:
+        raise UserError("no images left for training after the validation/test split")
+    return sorted(rest, key=lambda p: p.name), validation, test

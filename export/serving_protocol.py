@@ -1,0 +1,364 @@
+"""TF-Serving wire helpers shared by the gRPC server, the client and the exporter.
+
+* Tensors: `ndarray_to_tensor_proto` / `tensor_proto_to_ndarray`. Numeric
+  arrays travel as raw `tensor_content` bytes (one memcpy each way); the
+  generic `tf.make_tensor_proto` / `tf.make_ndarray` are 10-100x slower on
+  multi-megabyte images. Decoding also accepts the repeated `*_val` fields,
+  which is what the C++ `tensorflow_model_server` sends back.
+* Requests: `make_predict_request`.
+* Warmup: `write_warmup_requests` / `read_warmup_requests`, a TFRecord of
+  `PredictionLog` records at `<version>/assets.extra/tf_serving_warmup_requests`.
+* Layout: `list_versions` (the numeric version subdirectories of a model's
+  base path) and `write_models_config` (a `--model_config_file`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+from google.protobuf import message, text_format
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+WARMUP_DIR = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"
+# TF-Serving refuses to load a version whose warmup file holds more records.
+MAX_WARMUP_RECORDS = 1000
+
+# Canonical decimal names only, so "7" and "007" can never both be version 7.
+_VERSION_NAME = re.compile(r"0|[1-9][0-9]*")
+
+# Repeated field that holds the values of each numeric dtype when
+# `tensor_content` is empty (TensorFlow's `Tensor::AsProtoField` layout).
+_VALUE_FIELDS = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+}
+
+
+def dtype_name(dtype: int) -> str:
+    """Returns the TensorFlow name of a `DataType` enum value, e.g. "float32".
+
+    Args:
+        dtype: A `tensorflow.DataType` enum value.
+
+    Returns:
+        The dtype's name, or the enum's own name (e.g. "DT_INVALID") for
+        values TensorFlow has no Python dtype for.
+    """
+    try:
+        return tf.dtypes.as_dtype(dtype).name
+    except TypeError:
+        return (
+            types_pb2.DataType.Name(dtype)
+            if dtype in types_pb2.DataType.values()
+            else str(dtype)
+        )
+
+
+def first_line(text: str | None) -> str:
+    """Returns the first non-blank line of `text`, stripped ("" if none)."""
+    lines = (line.strip() for line in (text or "").splitlines())
+    return next((line for line in lines if line), "")
+
+
+def ndarray_to_tensor_proto(array: npt.ArrayLike) -> tensor_pb2.TensorProto:
+    """Converts an array to a `TensorProto`, keeping its dtype.
+
+    Args:
+        array: Anything `np.asarray` accepts. Strings and bytes become
+            `DT_STRING`.
+
+    Returns:
+        The tensor; numeric data is stored as `tensor_content` bytes.
+
+    Raises:
+        TypeError: If the dtype has no TensorFlow equivalent.
+    """
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, array)
+    return proto
+
+
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: npt.ArrayLike) -> None:
+    """Writes an array into an empty `TensorProto` in place.
+
+    Filling the map entry of a request or response directly saves copying a
+    multi-megabyte message with `CopyFrom`.
+
+    Args:
+        proto: The tensor to fill, e.g. `response.outputs[key]`.
+        array: As for `ndarray_to_tensor_proto`.
+
+    Raises:
+        TypeError: If the dtype has no TensorFlow equivalent.
+    """
+    array = np.asarray(array)
+    if array.dtype.kind in "OSU":
+        # Strings have no fixed-width layout; they travel in `string_val`.
+        proto.CopyFrom(tf.make_tensor_proto(array))
+        return
+    if not array.dtype.isnative:
+        # TensorFlow reads `tensor_content` in host (little-endian) order.
+        array = array.astype(array.dtype.newbyteorder("="))
+    proto.dtype = tf.dtypes.as_dtype(array.dtype).as_datatype_enum
+    proto.tensor_shape.dim.extend(
+        tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape
+    )
+    proto.tensor_content = array.tobytes(order="C")
+
+
+def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """Converts a `TensorProto` to a writable array of its dtype.
+
+    Args:
+        proto: A tensor with a fully known shape, its values in
+            `tensor_content` or in the dtype's repeated `*_val` field (where,
+            as in TensorFlow, fewer values than elements repeat the last one).
+
+    Returns:
+        The array.
+
+    Raises:
+        ValueError: If the tensor is malformed: unknown rank, negative
+            dimensions, unsupported dtype, or a value count or byte size
+            that does not match the shape.
+    """
+    shape = _shape(proto.tensor_shape)
+    count = math.prod(shape)
+    try:
+        np_dtype = np.dtype(tf.dtypes.as_dtype(proto.dtype).as_numpy_dtype)
+    except TypeError as error:
+        raise ValueError(f"unsupported dtype {dtype_name(proto.dtype)}") from error
+    if proto.tensor_content:
+        return _from_content(proto.tensor_content, np_dtype, shape, proto.dtype)
+    field = _VALUE_FIELDS.get(proto.dtype)
+    if field is None:
+        return _from_generic(proto)
+    try:
+        values = np.array(getattr(proto, field), dtype=np_dtype)
+    except (OverflowError, ValueError) as error:
+        raise ValueError(f"bad {field} values: {error}") from error
+    return _fill(values, shape, count, field)
+
+
+def _shape(shape: tensor_shape_pb2.TensorShapeProto) -> tuple[int, ...]:
+    if shape.unknown_rank:
+        raise ValueError("tensor shape has unknown rank")
+    dims = tuple(dim.size for dim in shape.dim)
+    if any(size < 0 for size in dims):
+        raise ValueError(f"tensor shape {list(dims)} has negative dimensions")
+    return dims
+
+
+def _from_content(
+    content: bytes, np_dtype: np.dtype, shape: tuple[int, ...], dtype: int
+) -> np.ndarray:
+    if np_dtype.kind == "O":
+        raise ValueError(f"tensor_content cannot hold {dtype_name(dtype)} values")
+    expected = math.prod(shape) * np_dtype.itemsize
+    if len(content) != expected:
+        raise ValueError(
+            f"tensor_content has {len(content)} bytes but shape {list(shape)} of "
+            f"{dtype_name(dtype)} needs {expected}"
+        )
+    # `frombuffer` views the immutable bytes; the copy makes it writable.
+    return np.frombuffer(content, dtype=np_dtype).reshape(shape).copy()
+
+
+def _fill(
+    values: np.ndarray, shape: tuple[int, ...], count: int, field: str
+) -> np.ndarray:
+    if values.size == count:
+        return values.reshape(shape)
+    if values.size == 0:
+        return np.zeros(shape, dtype=values.dtype)
+    if values.size > count:
+        raise ValueError(
+            f"{field} has {values.size} values but shape {list(shape)} holds {count}"
+        )
+    padded = np.full(count, values[-1], dtype=values.dtype)
+    padded[: values.size] = values
+    return padded.reshape(shape)
+
+
+def _from_generic(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    # Strings, half, bfloat16, complex: rare here, so TF's slow path is fine.
+    try:
+        return np.array(tf.make_ndarray(proto))
+    except Exception as error:  # TF raises assorted types for bad protos.
+        raise ValueError(
+            f"cannot parse {dtype_name(proto.dtype)} tensor: {error}"
+        ) from error
+
+
+def make_predict_request(
+    model_name: str,
+    inputs: Mapping[str, npt.ArrayLike],
+    *,
+    signature_name: str = DEFAULT_SIGNATURE,
+    version: int | None = None,
+    output_filter: Sequence[str] | None = None,
+) -> predict_pb2.PredictRequest:
+    """Builds a `PredictRequest`.
+
+    Args:
+        model_name: The model's name on the server.
+        inputs: Input key to array (dtype kept as is).
+        signature_name: The signature to call.
+        version: A specific version, or None for the latest.
+        output_filter: Output keys to return; None or empty for all.
+
+    Returns:
+        The request.
+    """
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature_name
+    if version is not None:
+        request.model_spec.version.value = version
+    for key, value in inputs.items():
+        fill_tensor_proto(request.inputs[key], value)
+    request.output_filter.extend(output_filter or ())
+    return request
+
+
+def warmup_file(version_dir: str | os.PathLike) -> Path:
+    """Returns where TF-Serving looks for a version's warmup requests."""
+    return Path(version_dir) / WARMUP_DIR / WARMUP_FILE
+
+
+def write_warmup_requests(
+    version_dir: str | os.PathLike, requests: Iterable[predict_pb2.PredictRequest]
+) -> Path:
+    """Writes the warmup file TF-Serving replays before serving a version.
+
+    Write it before the version directory is renamed into place: a server may
+    load the version as soon as the directory appears.
+
+    Args:
+        version_dir: The SavedModel directory of one version.
+        requests: Requests to replay, each wrapped in a `PredictionLog`.
+
+    Returns:
+        The path of the written file.
+
+    Raises:
+        ValueError: If there are more than `MAX_WARMUP_RECORDS` requests.
+    """
+    requests = list(requests)
+    if len(requests) > MAX_WARMUP_RECORDS:
+        raise ValueError(
+            f"{len(requests)} warmup requests; TF-Serving accepts at most "
+            f"{MAX_WARMUP_RECORDS}"
+        )
+    path = warmup_file(version_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for request in requests:
+            log = prediction_log_pb2.PredictionLog()
+            log.predict_log.request.CopyFrom(request)
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_warmup_requests(
+    version_dir: str | os.PathLike,
+) -> list[prediction_log_pb2.PredictionLog]:
+    """Reads a version's warmup file.
+
+    Args:
+        version_dir: The SavedModel directory of one version.
+
+    Returns:
+        The records, of any log type; empty when the version has no file.
+
+    Raises:
+        ValueError: If a record is not a `PredictionLog` or there are more than
+            `MAX_WARMUP_RECORDS` records.
+        tf.errors.DataLossError: If the file is not a TFRecord file.
+    """
+    path = warmup_file(version_dir)
+    if not path.is_file():
+        return []
+    logs = []
+    for index, record in enumerate(tf.data.TFRecordDataset(str(path))):
+        if index == MAX_WARMUP_RECORDS:
+            raise ValueError(f"more than {MAX_WARMUP_RECORDS} warmup records in {path}")
+        try:
+            logs.append(prediction_log_pb2.PredictionLog.FromString(record.numpy()))
+        except message.DecodeError as error:
+            raise ValueError(
+                f"warmup record {index} in {path} is not a PredictionLog"
+            ) from error
+    return logs
+
+
+def list_versions(base_dir: str | os.PathLike) -> list[int]:
+    """Lists the versions of a model, ascending.
+
+    Only subdirectories with canonical decimal names count: hidden temporary
+    directories (`.tmp-*`), a `models.config` file and anything else are
+    ignored, as TF-Serving ignores them.
+
+    Args:
+        base_dir: The model's base path.
+
+    Returns:
+        The version numbers.
+
+    Raises:
+        OSError: If `base_dir` cannot be listed.
+    """
+    with os.scandir(base_dir) as entries:
+        return sorted(
+            int(entry.name)
+            for entry in entries
+            if _VERSION_NAME.fullmatch(entry.name) and entry.is_dir()
+        )
+
+
+def write_models_config(
+    path: str | os.PathLike, models: Mapping[str, str | os.PathLike]
+) -> Path:
+    """Writes a TF-Serving `--model_config_file` (text `ModelServerConfig`).
+
+    Args:
+        path: The file to write.
+        models: Model name to base path, as the server will see it (inside a
+            container that is the mounted path, so it is written unchanged).
+
+    Returns:
+        The path written.
+    """
+    config = model_server_config_pb2.ModelServerConfig()
+    for name, base_path in models.items():
+        config.model_config_list.config.add(
+            name=name, base_path=os.fspath(base_path), model_platform="tensorflow"
+        )
+    path = Path(path)
+    # A server polling the file (--model_config_file_poll_wait_seconds) must
+    # never read it half-written.
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text(text_format.MessageToString(config))
+    os.replace(partial, path)
+    return path

@@ -1,0 +1,251 @@
+"""`keras-unet-sr`: a thin command line over the library functions.
+
+Every command turns bad input into one line on stderr naming the file or
+option and the problem, and exits non-zero (2 for bad input, 1 for an
+unexpected failure; `--debug` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+
+def _quiet_tensorflow(debug: bool) -> None:
+    """Keep TF's start-up chatter (CUDA probing, oneDNN notices) off the terminal.
+
+    TF 2.21 logs these from C++ before absl logging is initialized, ignoring
+    TF_CPP_MIN_LOG_LEVEL, so stderr is muted while TensorFlow loads and probes
+    devices. Import errors are raised after stderr is restored.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("keras_unet_sr").setLevel(logging.INFO)
+    if debug:
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        import absl.logging
+        import tensorflow as tf
+        import tensorflow_datasets  # noqa: F401
+
+        tf.config.list_physical_devices()
+        # TFDS logs routine notices (custom configs, deprecations) as warnings.
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+# === fit ===
+
+
+def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by `fit` and `tune`; all default to None = "from config"."""
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        help="synthetic:<sim9|sim3|confocal|widefield> (default synthetic:sim9), "
+        "a folder with low/ and high/ TIFF pairs, or a TFDS dataset name",
+    )
+    data.add_argument(
+        "--data-dir", help="TFDS data directory (default ~/tensorflow_datasets)"
+    )
+    data.add_argument(
+        "--frames",
+        help="frames the model reads: a count the data must have (e.g. 9), or "
+        "frame indices of the raw stack (e.g. 0,5,10 for SIM3 of 15), or 'all'",
+    )
+    data.add_argument(
+        "--validation-names",
+        help="paired TIFFs: comma-separated image names held out for validation",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--depth", type=int, help="U-Net depth (number of 2x poolings)")
+    model.add_argument("--filters", type=int, help="filters of the first level")
+    model.add_argument(
+        "--scale", type=int, help="expected scale factor (checked against the data)"
+    )
+    model.add_argument("--normalization", choices=["none", "batch", "layer"])
+    model.add_argument("--dropout", type=float)
+    train = parser.add_argument_group("training")
+    train.add_argument(
+        "--loss-alpha", type=float, help="SSIM weight in the SSIM-L1 loss"
+    )
+    train.add_argument("--tile", type=int, help="training tile side in input pixels")
+    train.add_argument("--batch", type=int, help="tiles per step")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--steps-per-epoch", type=int)
+    train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument(
+        "--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"]
+    )
+    train.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--config", help="a config.json to start from (flags override it)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="shrink everything to a seconds-long run"
+    )
+
+
+def config_from_args(args: argparse.Namespace):
+    """The `FitConfig` a command line asks for."""
+    from keras_unet_sr.config import FitConfig, load_config, smoke
+    from keras_unet_sr.errors import UserError
+    from keras_unet_sr.frames import parse_frame_subset
+
+    config = load_config(args.config) if args.config else FitConfig()
+    if args.smoke:  # shrink first, so explicit flags still win
+        config = smoke(config)
+    overrides = {
+        ("data", "source"): args.data,
+        ("data", "data_dir"): args.data_dir,
+        ("model", "depth"): args.depth,
+        ("model", "filters"): args.filters,
+        ("model", "scale"): args.scale,
+        ("model", "normalization"): args.normalization,
+        ("model", "dropout"): args.dropout,
+        ("train", "loss_alpha"): args.loss_alpha,
+        ("train", "tile"): args.tile,
+        ("train", "batch"): args.batch,
+        ("train", "epochs"): args.epochs,
+        ("train", "steps_per_epoch"): args.steps_per_epoch,
+        ("train", "lr"): args.lr,
+        ("train", "precision"): args.precision,
+        ("train", "seed"): args.seed,
+    }
+    for (section, key), value in overrides.items():
+        if value is not None:
+            setattr(getattr(config, section), key, value)
+    if args.data is not None and not args.data.startswith("synthetic:"):
+        config.data.synthetic_images = config.data.synthetic_size = None
+    if args.validation_names:
+        config.data.validation_names = [
+            n for n in args.validation_names.split(",") if n
+        ]
+    if args.frames is not None:
+        text = args.frames.strip()
+        if text.isdigit():
+            config.model.frames = int(text)
+        else:
+            try:
+                subset = parse_frame_subset(text)
+            except ValueError as error:
+                raise UserError(f"--frames: {error}") from error
+            config.data.frame_subset = None if subset is None else list(subset)
+            config.model.frames = None
+    for name in ("tile", "batch", "epochs", "steps_per_epoch"):
+        value = getattr(config.train, name)
+        if value < 1:
+            raise UserError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+    if not 0.0 <= config.train.loss_alpha <= 1.0:
+        raise UserError(f"--loss-alpha {config.train.loss_alpha}: must be in [0, 1]")
+    return config
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from keras_unet_sr.training import fit
+
+    fit(config_from_args(args), args.out)
+    return 0
+
+
+# === build-dataset ===
+
+
+def _run_build_dataset(args: argparse.Namespace) -> int:
+    from keras_unet_sr.datasets.build import build_dataset
+
+    builder = build_dataset(
+        args.dataset,
+        config=args.config,
+        data_dir=args.data_dir,
+        manual_dir=args.manual_dir,
+    )
+    print(f"Prepared {builder.info.full_name} in {builder.data_dir}")
+    for name, split in builder.info.splits.items():
+        print(f"  {name}: {split.num_examples} examples")
+    return 0
+
+
+# === parser ===
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-unet-sr",
+        description="U-Net super-resolution for fluorescence microscopy: "
+        "train, tune, predict, evaluate, export to TF-Serving and serve.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = commands.add_parser(
+        "fit",
+        help="train a model",
+        description="Train a super-resolution U-Net. Re-running the same command "
+        "resumes an interrupted run from its last epoch backup.",
+    )
+    _add_fit_arguments(fit)
+    fit.add_argument(
+        "--out", default="runs/fit", help="output folder (default runs/fit)"
+    )
+    fit.set_defaults(func=_run_fit)
+
+    build = commands.add_parser(
+        "build-dataset",
+        help="prepare a TFDS dataset (like `tfds build`, without apache-beam)",
+    )
+    build.add_argument(
+        "dataset",
+        help="a dataset folder (e.g. datasets/microscopy_sr) or a registered name",
+    )
+    build.add_argument("--config", help="builder config, e.g. sim9 or paired_tiff")
+    build.add_argument("--data-dir", help="TFDS data directory")
+    build.add_argument(
+        "--manual-dir", help="folder with the paired TIFFs (paired_tiff)"
+    )
+    build.set_defaults(func=_run_build_dataset)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_tensorflow(args.debug)
+    from keras_unet_sr.errors import UserError
+
+    try:
+        return args.func(args)
+    except UserError as error:
+        print(f"keras-unet-sr {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"keras-unet-sr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the last line of defence: one line, no traceback
+        if args.debug:
+            raise
+        message = str(error).strip().splitlines()
+        summary = message[0] if message else ""
+        print(
+            f"keras-unet-sr {args.command}: error: {type(error).__name__}: {summary} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The tf.data tile pipeline: whole images in, aligned training tiles out.
+
+Per image, once (then cached in memory): select the model's frames,
+percentile-normalize input and target with the same function prediction and
+serving use, and build an integral image of the target's foreground.
+
+Per draw, in graph ops only (no per-tile Python): propose `candidates` random
+tile positions, score each by its foreground fraction in O(1) from the
+integral image, keep `tiles_per_image` of those with enough signal (random
+among them; the best-scoring ones if too few qualify, so an empty image can
+never stall the pipeline), cut aligned low/high tiles (the high tile is
+`scale` times the low one, at `scale` times the offset), and apply one of the
+8 dihedral transforms to each low/high pair consistently.
+
+Randomness is stateless and keyed by `(seed, element index)`, and every
+stage keeps its order, so a seed fixes the whole tile stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from keras_unet_sr.frames import select_frames
+from keras_unet_sr.normalization import percentile_normalize
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class TileSampler:
+    """How tiles are cut from one normalized image pair.
+
+    Attributes:
+        tile: Low-resolution tile side (the high tile is `scale` times it).
+        scale: High/low size ratio.
+        tiles_per_image: Tiles cut per image draw.
+        candidates: Random positions scored per draw.
+        foreground_threshold: Normalized target intensity that counts as
+            signal.
+        min_foreground: Fraction of a tile's target pixels that must be
+            signal for the tile to count as non-empty.
+    """
+
+    tile: int
+    scale: int
+    tiles_per_image: int = 8
+    candidates: int = 32
+    foreground_threshold: float = 0.2
+    min_foreground: float = 0.05
+
+    def foreground_integral(self, high: tf.Tensor) -> tf.Tensor:
+        """Summed-area table of the target's foreground on the low grid."""
+        mask = tf.cast(high > self.foreground_threshold, tf.float32)
+        mask = tf.reduce_mean(mask, axis=-1, keepdims=True)
+        mask = tf.nn.avg_pool2d(mask[tf.newaxis], self.scale, self.scale, "VALID")
+        table = tf.cumsum(tf.cumsum(mask[0, ..., 0], axis=0), axis=1)
+        return tf.pad(table, [[1, 0], [1, 0]])
+
+    def foreground_fraction(self, integral, ys, xs) -> tf.Tensor:
+        """Foreground fraction of the tiles at `(ys, xs)` (clipped at the border)."""
+        height = tf.shape(integral)[0] - 1
+        width = tf.shape(integral)[1] - 1
+        y2 = tf.minimum(ys + self.tile, height)
+        x2 = tf.minimum(xs + self.tile, width)
+
+        def at(y, x):
+            return tf.gather_nd(integral, tf.stack([y, x], axis=-1))
+
+        total = at(y2, x2) - at(ys, x2) - at(y2, xs) + at(ys, xs)
+        return total / tf.cast((y2 - ys) * (x2 - xs), tf.float32)
+
+    def sample(self, low, high, integral, seed, augment: bool = True):
+        """`tiles_per_image` aligned `(low, high)` tiles from one image pair."""
+        position_seed, pick_seed, augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 3)
+        )
+        height, width = tf.shape(low)[0], tf.shape(low)[1]
+        t, s, n = self.tile, self.scale, self.candidates
+        limits = tf.stack([tf.maximum(height - t, 0), tf.maximum(width - t, 0)]) + 1
+        yx = (
+            tf.random.stateless_uniform(
+                (n, 2), position_seed, minval=0, maxval=tf.int32.max, dtype=tf.int32
+            )
+            % limits
+        )
+        ys, xs = yx[:, 0], yx[:, 1]
+        fraction = self.foreground_fraction(integral, ys, xs)
+        accepted = fraction >= self.min_foreground
+        lottery = tf.random.stateless_uniform((n,), pick_seed)
+        _, picked = tf.math.top_k(
+            tf.where(accepted, 2.0 + lottery, fraction), self.tiles_per_image
+        )
+        ys, xs = tf.gather(ys, picked), tf.gather(xs, picked)
+        low_tiles = _crop(low, ys, xs, t)
+        high_tiles = _crop(high, ys * s, xs * s, t * s)
+        if not augment:
+            return low_tiles, high_tiles
+        return _dihedral(low_tiles, high_tiles, augment_seed)
+
+
+def _mirror(positions, length):
+    """Symmetric (edge-including) mirror into [0, length): aligned across
+    scales, unlike 'reflect', so images smaller than a tile stay paired."""
+    folded = tf.math.floormod(positions, 2 * length)
+    return tf.where(folded >= length, 2 * length - 1 - folded, folded)
+
+
+def _crop(image, ys, xs, size):
+    """Tiles `(k, size, size, C)` at `(ys, xs)`, mirrored past the border."""
+    offsets = tf.range(size)
+    rows = _mirror(ys[:, tf.newaxis] + offsets, tf.shape(image)[0])
+    cols = _mirror(xs[:, tf.newaxis] + offsets, tf.shape(image)[1])
+    shape = tf.stack([tf.shape(ys)[0], size, size])
+    index = tf.stack(
+        [
+            tf.broadcast_to(rows[:, :, tf.newaxis], shape),
+            tf.broadcast_to(cols[:, tf.newaxis, :], shape),
+        ],
+        axis=-1,
+    )
+    return tf.gather_nd(image, index)
+
+
+def _dihedral(low, high, seed):
+    """One random dihedral transform per tile pair, the same for low and high."""
+    choice = tf.random.stateless_uniform(
+        (tf.shape(low)[0], 3), seed, 0, 2, dtype=tf.int32
+    )
+    choice = tf.cast(choice, tf.bool)
+
+    def apply(tiles):
+        def pick(flag, transformed):
+            return tf.where(
+                flag[:, tf.newaxis, tf.newaxis, tf.newaxis], transformed, tiles
+            )
+
+        tiles = pick(choice[:, 0], tf.transpose(tiles, (0, 2, 1, 3)))
+        tiles = pick(choice[:, 1], tf.reverse(tiles, [1]))
+        return pick(choice[:, 2], tf.reverse(tiles, [2]))
+
+    return apply(low), apply(high)
+
+
+def prepare_images(
+    images: tf.data.Dataset,
+    sampler: TileSampler,
+    frames: int,
+    frame_subset: Sequence[int] | None,
+    percentiles: Sequence[float],
+) -> tf.data.Dataset:
+    """Raw `(low, high)` pairs -> cached `(low_n, high_n, foreground integral)`."""
+
+    def prepare(low, high):
+        low = select_frames(low, frames, frame_subset)
+        low, _, _ = percentile_normalize(low, percentiles)
+        high, _, _ = percentile_normalize(high, percentiles)
+        return low, high, sampler.foreground_integral(high)
+
+    return images.map(prepare, num_parallel_calls=AUTOTUNE).cache()
+
+
+def _seeded(dataset: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    """Attach a per-element stateless seed `(seed, index)`."""
+    return dataset.enumerate().map(
+        lambda index, element: (*element, tf.stack([tf.cast(seed, tf.int64), index]))
+    )
+
+
+def training_tiles(
+    prepared: tf.data.Dataset,
+    sampler: TileSampler,
+    batch_size: int,
+    seed: int,
+    image_shuffle_buffer: int = 256,
+    tile_shuffle_buffer: int = 512,
+) -> tf.data.Dataset:
+    """Infinite, shuffled, augmented batches of `(low, high)` tiles."""
+    dataset = prepared.repeat().shuffle(image_shuffle_buffer, seed=seed)
+    dataset = _seeded(dataset, seed)
+    dataset = dataset.map(
+        lambda low, high, integral, key: sampler.sample(low, high, integral, key),
+        num_parallel_calls=AUTOTUNE,
+    )
+    dataset = dataset.unbatch().shuffle(tile_shuffle_buffer, seed=seed + 1)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def validation_tiles(
+    prepared: tf.data.Dataset,
+    sampler: TileSampler,
+    batch_size: int,
+    count: int,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """A fixed, cached set of `count` validation tiles (same every epoch)."""
+    dataset = _seeded(prepared, seed).map(
+        lambda low, high, integral, key: sampler.sample(
+            low, high, integral, key, augment=False
+        )
+    )
+    return dataset.unbatch().take(count).cache().batch(batch_size)

@@ -1,0 +1,280 @@
+"""`fit`: train a super-resolution U-Net from a `FitConfig`.
+
+Writes to the output folder:
+
+* `config.json`: the full config (repeat the run with `fit --config`);
+* `model.keras`: the best model by validation loss (safe-mode loadable);
+* `logs/train`, `logs/validation`: TensorBoard scalars (loss, PSNR, SSIM,
+  learning rate), `logs/images`: the input | prediction | target | error
+  panel of fixed validation tiles, every epoch;
+* `backup/`: the last epoch's training state; running the same command
+  again continues from it;
+* `metrics.json`: the final whole-image validation scores of the model and
+  of the bicubic baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+
+from keras_unet_sr import callbacks as cb
+from keras_unet_sr.config import FitConfig, load_config, save_config
+from keras_unet_sr.data import PairedImages, load_paired_images
+from keras_unet_sr.errors import UserError
+from keras_unet_sr.evaluation import score_model_and_baseline, summarize_scores
+from keras_unet_sr.losses import SSIML1Loss
+from keras_unet_sr.metrics import PSNR, SSIM
+from keras_unet_sr.pipeline import (
+    TileSampler,
+    prepare_images,
+    training_tiles,
+    validation_tiles,
+)
+from keras_unet_sr.prediction import Predictor, load_model
+from keras_unet_sr.unet import SuperResolutionUNet
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN/Inf; the last good model is kept."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What a finished `fit` produced."""
+
+    out_dir: Path
+    model_path: Path
+    epochs_run: int
+    final_epoch: int
+    scores: dict[str, dict[str, float]]
+
+
+def build_model(config: FitConfig, frames: int, scale: int) -> SuperResolutionUNet:
+    """The U-Net a config describes, for data with `frames` and `scale`."""
+    m = config.model
+    return SuperResolutionUNet(
+        frames=frames,
+        scale=scale,
+        depth=m.depth,
+        filters=m.filters,
+        kernel_size=m.kernel_size,
+        convs_per_level=m.convs_per_level,
+        normalization=m.normalization,
+        dropout=m.dropout,
+        residual_interpolation=m.residual_interpolation,
+        percentiles=m.percentiles,
+        frame_subset=config.data.frame_subset,
+        dtype=config.train.precision,
+    )
+
+
+def compile_model(model: keras.Model, config: FitConfig, total_steps: int) -> None:
+    """Adam with linear warmup + cosine decay, SSIM-L1 loss, PSNR/SSIM metrics."""
+    t = config.train
+    warmup = min(t.warmup_steps, max(total_steps - 1, 0))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=t.lr / 10 if warmup else t.lr,
+        decay_steps=max(total_steps - warmup, 1),
+        alpha=0.05,
+        warmup_target=t.lr if warmup else None,
+        warmup_steps=warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=SSIML1Loss(alpha=t.loss_alpha, multiscale=t.multiscale_ssim),
+        metrics=[PSNR(), SSIM()],
+    )
+
+
+def resolve_frames_and_scale(config: FitConfig, data: PairedImages) -> tuple[int, int]:
+    """The model's frame count and scale, checked against what the config asks."""
+    subset = config.data.frame_subset
+    if subset is not None:
+        too_high = [f for f in subset if f >= data.frames]
+        if too_high:
+            raise UserError(
+                f"--frames {','.join(map(str, subset))}: {data.description} has "
+                f"{data.frames} frame(s); frame(s) {too_high} do not exist"
+            )
+    frames = data.frames if subset is None else len(subset)
+    wanted = config.model.frames
+    if wanted is not None and wanted != frames:
+        hint = ""
+        if wanted < data.frames and subset is None:
+            example = ",".join(str(i * data.frames // wanted) for i in range(wanted))
+            hint = f"; pick {wanted} of them with e.g. --frames {example}"
+        raise UserError(
+            f"--frames {wanted}: {data.description} has {frames} frame(s){hint}"
+        )
+    if config.model.scale is not None and config.model.scale != data.scale:
+        raise UserError(
+            f"--scale {config.model.scale}: {data.description} has scale {data.scale} "
+            "(high images are that many times the low ones)"
+        )
+    return frames, data.scale
+
+
+def _check_run_folder(out_dir: Path, config: FitConfig) -> None:
+    """A folder holding a different run is not silently reused or overwritten."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: --out exists and is not a folder")
+    saved = out_dir / "config.json"
+    if not saved.exists():
+        return
+    previous = load_config(saved).to_dict()
+    current = config.to_dict()
+    previous["train"].pop("epochs")
+    current["train"].pop("epochs")
+    if previous != current:
+        changed = [
+            f"{section}.{key}"
+            for section in current
+            for key in current[section]
+            if previous[section].get(key) != current[section][key]
+        ]
+        raise UserError(
+            f"{out_dir}: holds a run with a different config ({', '.join(changed)}); "
+            "use another --out, or the same options to resume it"
+        )
+
+
+def fit(
+    config: FitConfig,
+    out_dir: str | os.PathLike,
+    *,
+    verbose: int | str = "auto",
+    print_fn: Callable[[str], None] = print,
+) -> FitResult:
+    """Train (or resume training) a model; see the module docstring for outputs."""
+    out_dir = Path(out_dir)
+    t = config.train
+    if t.precision not in PRECISIONS:
+        raise UserError(
+            f"--precision {t.precision}: choose one of {', '.join(PRECISIONS)}"
+        )
+    _check_run_folder(out_dir, config)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"{out_dir}: cannot create output folder ({error.strerror})"
+        ) from error
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"{out_dir}: output folder is not writable")
+
+    data = load_paired_images(config.data)
+    frames, scale = resolve_frames_and_scale(config, data)
+    keras.utils.set_random_seed(t.seed)
+    model = build_model(config, frames, scale)
+    if t.tile % model.size_multiple:
+        raise UserError(
+            f"--tile {t.tile}: must be a multiple of {model.size_multiple} (2**depth)"
+        )
+    compile_model(model, config, t.epochs * t.steps_per_epoch)
+    save_config(config, out_dir / "config.json")
+
+    sampler = TileSampler(t.tile, scale, t.tiles_per_image)
+    percentiles = config.model.percentiles
+    subset = config.data.frame_subset
+    train_images = prepare_images(
+        data.images("train"), sampler, frames, subset, percentiles
+    )
+    val_split = data.split_or_fallback("validation")
+    val_images = prepare_images(
+        data.images(val_split), sampler, frames, subset, percentiles
+    )
+    val = validation_tiles(
+        val_images, sampler, t.batch, t.validation_tiles, seed=t.seed
+    )
+    panel_low, panel_high = next(iter(val.unbatch().batch(t.panel_examples)))
+
+    model_path = out_dir / "model.keras"
+    best = cb.BestModelCheckpoint(model_path)
+    stateful: list[cb.StatefulCallback] = [best]
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.TensorBoard(out_dir / "logs", write_graph=False),
+        cb.ImagePanel(
+            out_dir / "logs" / "images", panel_low.numpy(), panel_high.numpy()
+        ),
+        best,
+    ]
+    if t.early_stopping_patience > 0:
+        stopping = cb.ResumableEarlyStopping(
+            monitor="val_loss", patience=t.early_stopping_patience
+        )
+        stateful.append(stopping)
+        callbacks.append(stopping)
+    backup = cb.TrainingBackup(out_dir / "backup", stateful)
+    guard = cb.NaNGuard(t.steps_per_epoch, backup)
+    callbacks = [guard, *callbacks, backup]  # backup last: it saves their state
+
+    initial_epoch = backup.restore(model)
+    if initial_epoch:
+        print_fn(
+            f"Resuming from the backup of epoch {initial_epoch} in {out_dir / 'backup'}"
+        )
+    print_fn(f"TensorBoard: tensorboard --logdir {out_dir / 'logs'}")
+    epochs_run = 0
+    if initial_epoch < t.epochs:
+        # A resumed run draws a fresh, still deterministic, tile stream.
+        train = training_tiles(
+            train_images, sampler, t.batch, seed=t.seed + 7919 * initial_epoch
+        )
+        history = model.fit(
+            train,
+            epochs=t.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=t.steps_per_epoch,
+            validation_data=val,
+            callbacks=callbacks,
+            shuffle=False,  # the tile stream is shuffled (and seeded) already
+            verbose=_verbosity(verbose),
+        )
+        epochs_run = len(history.epoch)
+    if guard.failure:
+        kept = (
+            f"the last good model is {model_path} (epoch {best.best_epoch})"
+            if model_path.exists()
+            else "no model was saved before it"
+        )
+        raise TrainingDiverged(f"training diverged: {guard.failure}; {kept}")
+    if not model_path.exists():
+        raise UserError(f"{out_dir}: no finite validation loss; no model was saved")
+
+    best_model = load_model(str(model_path))
+    scores = score_model_and_baseline(
+        Predictor(best_model), data.named_images(val_split)
+    )
+    summary = summarize_scores(scores)
+    final_epoch = initial_epoch + epochs_run
+    with open(out_dir / "metrics.json.tmp", "w") as stream:
+        json.dump(
+            {"split": val_split, "epochs": final_epoch, **summary, "images": scores},
+            stream,
+            indent=2,
+        )
+    os.replace(out_dir / "metrics.json.tmp", out_dir / "metrics.json")
+    model_scores, bicubic = summary["model"], summary["bicubic"]
+    print_fn(
+        f"Validation ({val_split}, {len(scores)} whole images): "
+        f"model PSNR {model_scores['psnr']:.2f} dB, SSIM {model_scores['ssim']:.4f} | "
+        f"bicubic PSNR {bicubic['psnr']:.2f} dB, SSIM {bicubic['ssim']:.4f} | "
+        f"gain {model_scores['psnr'] - bicubic['psnr']:+.2f} dB"
+    )
+    print_fn(f"Model: {model_path} (best epoch {best.best_epoch})")
+    return FitResult(out_dir, model_path, epochs_run, final_epoch, summary)
+
+
+def _verbosity(verbose: int | str) -> int:
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)

@@ -1,0 +1,103 @@
+"""In-graph tiling: agreement with whole-image prediction, exact sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_unet_sr import SuperResolutionUNet
+from keras_unet_sr.normalization import percentile_normalize
+from keras_unet_sr.prediction import Predictor
+from keras_unet_sr.tiling import (
+    DEFAULT_TILE,
+    plan_for_model,
+    plan_tiling,
+    tiled_predict,
+)
+
+
+def trained_looking(model):
+    """Non-trivial weights at realistic scale (the head is zero at init)."""
+    head = model.get_layer("head").kernel
+    head.assign(tf.random.normal(head.shape, stddev=0.1, seed=1))
+    return model
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_tiled_matches_whole_image_on_interior_pixels(scale, rng):
+    model = trained_looking(
+        SuperResolutionUNet(frames=3, scale=scale, depth=2, filters=4)
+    )
+    plan = plan_for_model(model)  # the defaults
+    assert plan.tile == DEFAULT_TILE
+    image = (rng.random((1, 520, 392, 3)) * 1000).astype(np.float32)
+    tiled = tiled_predict(model, image, plan, model.percentiles).numpy()
+    normalized, low, high = percentile_normalize(image, model.percentiles)
+    whole = model(normalized).numpy()
+    # Compare in the model's normalized units, away from the image border.
+    tiled = (tiled - low.numpy()) / (high - low).numpy()
+    border = model.halo * scale
+    interior = np.s_[:, border:-border, border:-border]
+    assert np.abs(tiled[interior] - whole[interior]).max() < 1e-3
+    assert np.abs(whole).max() > 0.5  # not a trivially small signal
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (31, 47), (300, 200), (5, 400)])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_output_is_exactly_scale_times_input(shape, batch, rng):
+    model = SuperResolutionUNet(frames=2, scale=2, depth=2, filters=4)
+    predictor = Predictor(model, tile=128)
+    image = rng.random((batch, *shape, 2), dtype=np.float32)
+    assert predictor(image).shape == (batch, 2 * shape[0], 2 * shape[1], 1)
+
+
+def test_small_and_constant_images_give_finite_results(rng):
+    model = trained_looking(SuperResolutionUNet(frames=1, scale=2, depth=1, filters=4))
+    predictor = Predictor(model)
+    for image in (
+        np.full((7, 9, 1), 300.0),
+        np.full((1, 1, 1), 5.0),
+        np.zeros((3, 3, 1)),
+    ):
+        out = predictor(image.astype(np.float32))
+        assert np.all(np.isfinite(out))
+    # An untrained model returns the interpolated input, in input units.
+    untrained = Predictor(SuperResolutionUNet(frames=1, scale=1, depth=1, filters=4))
+    image = rng.random((40, 40, 1)).astype(np.float32) * 500 + 100
+    np.testing.assert_allclose(untrained(image), image, rtol=1e-4, atol=1e-2)
+
+
+def test_frame_subset_models_take_the_full_raw_stack(rng):
+    model = SuperResolutionUNet(
+        frames=3, scale=1, depth=1, filters=4, frame_subset=(0, 5, 10)
+    )
+    predictor = Predictor(model)
+    stack = rng.random((24, 24, 15), dtype=np.float32)
+    np.testing.assert_allclose(
+        predictor(stack), predictor(stack[..., [0, 5, 10]]), atol=1e-6
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="frame"):
+        predictor(stack[..., :7])
+
+
+def test_batch_of_tiles_changes_nothing(rng):
+    model = trained_looking(SuperResolutionUNet(frames=1, scale=2, depth=1, filters=4))
+    image = rng.random((1, 150, 170, 1), dtype=np.float32)
+    results = [
+        tiled_predict(
+            model, image, plan_for_model(model, tile=64, batch_size=b)
+        ).numpy()
+        for b in (1, 3, 16)
+    ]
+    np.testing.assert_allclose(results[0], results[1], atol=1e-5)
+    np.testing.assert_allclose(results[0], results[2], atol=1e-5)
+
+
+def test_plan_validates_geometry():
+    with pytest.raises(ValueError, match="halo"):
+        plan_tiling(halo=20, multiple=4, scale=1, overlap=8)
+    with pytest.raises(ValueError, match="twice the overlap"):
+        plan_tiling(halo=20, multiple=4, scale=1, tile=64, overlap=40)
+    plan = plan_tiling(halo=26, multiple=4, scale=2)
+    assert plan.guard == 28 and plan.overlap == 60 and plan.tile % 4 == 0
