@@ -161,6 +161,130 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+# === predict ===
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from keras_unet_sr.file_prediction import LocalBackend, ServerBackend, predict_files
+
+    if args.server:
+        if args.tile or args.overlap or args.batch:
+            raise_user_error(
+                "--tile/--overlap/--batch are fixed in the exported bundle"
+            )
+        backend = ServerBackend(
+            args.server, args.model_name or _default_model_name(args.model)
+        )
+    else:
+        backend = LocalBackend(args.model, args.tile, args.overlap, args.batch)
+    report = predict_files(backend, args.inputs, args.out)
+    count = len(report.written)
+    print(f"Predicted {count} image(s) into {args.out} with {backend.description}")
+    if report.failed:
+        print(f"{len(report.failed)} input(s) failed:", file=sys.stderr)
+        for problem in report.failed:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _default_model_name(model: str) -> str:
+    """With --server, MODEL may be the bundle base folder or just a name."""
+    return os.path.basename(os.path.normpath(model))
+
+
+def raise_user_error(message: str):
+    from keras_unet_sr.errors import UserError
+
+    raise UserError(message)
+
+
+# === evaluate ===
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from keras_unet_sr import evaluation
+    from keras_unet_sr.config import DataConfig
+    from keras_unet_sr.file_prediction import LocalBackend
+
+    backend = LocalBackend(args.model, args.tile, args.overlap, args.batch)
+    if os.path.isdir(args.data):
+        images = evaluation.folder_images(args.data)
+        where = args.data
+    else:
+        from keras_unet_sr.data import load_paired_images
+
+        data = load_paired_images(DataConfig(source=args.data, data_dir=args.data_dir))
+        split = data.split_or_fallback(args.split)
+        images, where = data.named_images(split), f"{args.data} [{split}]"
+    rows = evaluation.score_model_and_baseline(backend.predictor, images)
+    if not rows:
+        raise_user_error(f"{where}: no images to evaluate")
+    print(f"Evaluation of {args.model} on {where} (CARE-normalized PSNR/SSIM/NRMSE)")
+    print(evaluation.format_table(rows))
+    for path in args.out:
+        evaluation.write_report(rows, path)
+        print(f"Wrote {path}")
+    return 0
+
+
+# === export ===
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from keras_unet_sr.export.saved_model_bundle import export_bundle
+    from keras_unet_sr.file_prediction import load_model_checked
+    from keras_unet_sr.prediction import load_model
+
+    model = load_model_checked(args.model, load_model)
+    sizes = [_parse_size(text) for text in args.warmup_sizes.split(",") if text]
+    version_dir = export_bundle(
+        model,
+        args.out,
+        args.version,
+        model_name=args.name,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch,
+        warmup_sizes=sizes,
+    )
+    print(f"Exported {args.model} to {version_dir}")
+    print(f"TF-Serving config: {version_dir.parent / 'models.config'}")
+    return 0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise_user_error(f"--warmup-sizes {text}: expected HxW, e.g. 1024x1024")
+    if height < 1 or width < 1:
+        raise_user_error(f"--warmup-sizes {text}: sizes must be positive")
+    return height, width
+
+
+# === serve ===
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from keras_unet_sr.export.grpc_server import serve_forever
+
+    if not os.path.isdir(args.base):
+        raise_user_error(f"{args.base}: no such bundle folder")
+    try:
+        serve_forever(
+            args.base,
+            model_name=args.model_name,
+            host=args.host,
+            port=args.port,
+            poll_seconds=args.poll_seconds,
+            max_workers=args.workers,
+        )
+    except (OSError, ValueError) as error:
+        raise_user_error(f"{args.base}: {error}")
+    return 0
+
+
 # === build-dataset ===
 
 
@@ -180,6 +304,19 @@ def _run_build_dataset(args: argparse.Namespace) -> int:
 
 
 # === parser ===
+
+
+def _add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tiling")
+    group.add_argument(
+        "--tile", type=int, help="tile side in input pixels (default 256)"
+    )
+    group.add_argument(
+        "--overlap",
+        type=int,
+        help="tile overlap (default: exact, from the model's halo)",
+    )
+    group.add_argument("--batch", type=int, help="tiles per model call (default 4)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,6 +339,90 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="runs/fit", help="output folder (default runs/fit)"
     )
     fit.set_defaults(func=_run_fit)
+
+    predict = commands.add_parser(
+        "predict",
+        help="super-resolve TIFF images (locally or on TF-Serving)",
+        description="Predict TIFF files, folders or globs into float32 TIFFs "
+        "of the same names. Bad files are skipped and listed; the exit code is "
+        "non-zero if any failed.",
+    )
+    predict.add_argument(
+        "model", help="model.keras (or, with --server, the bundle folder or model name)"
+    )
+    predict.add_argument(
+        "inputs", nargs="+", help="TIFF files, folders or glob patterns"
+    )
+    predict.add_argument("--out", required=True, help="output folder")
+    _add_tiling_arguments(predict)
+    predict.add_argument(
+        "--server", help="HOST:PORT of TF-Serving (gRPC) to predict on"
+    )
+    predict.add_argument("--model-name", help="model name on the server")
+    predict.set_defaults(func=_run_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a model and the bicubic baseline (PSNR/SSIM/NRMSE)",
+        description="Per-image and mean CARE-style PSNR/SSIM/NRMSE of the model "
+        "and of bicubic interpolation, on a folder of pairs or a dataset split.",
+    )
+    evaluate.add_argument("model", help="model.keras")
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        help="folder with low/ and high/, synthetic:<config> or TFDS name",
+    )
+    evaluate.add_argument(
+        "--split", default="test", help="dataset split (default test)"
+    )
+    evaluate.add_argument("--data-dir", help="TFDS data directory")
+    evaluate.add_argument(
+        "--out",
+        action="append",
+        default=[],
+        help="write scores to this .json or .csv file (repeatable)",
+    )
+    _add_tiling_arguments(evaluate)
+    evaluate.set_defaults(func=_run_evaluate)
+
+    export = commands.add_parser(
+        "export",
+        help="write a TF-Serving SavedModel bundle BASE/<version>/",
+        description="Export a model as a TF-Serving bundle whose serving_default "
+        "signature takes whole raw images and tiles them in the graph.",
+    )
+    export.add_argument("model", help="model.keras")
+    export.add_argument("--out", required=True, help="model base folder (BASE)")
+    export.add_argument("--version", type=int, help="version number (default: next)")
+    export.add_argument(
+        "--name", help="model name in models.config (default: BASE's name)"
+    )
+    export.add_argument(
+        "--warmup-sizes",
+        default="256x256,1024x1024",
+        help="image sizes of the warmup requests (default 256x256,1024x1024)",
+    )
+    _add_tiling_arguments(export)
+    export.set_defaults(func=_run_export)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a bundle folder over TF-Serving's gRPC API",
+        description="A Python stand-in for tensorflow_model_server: latest version, "
+        "version polling, warmup replay, Predict/GetModelMetadata/GetModelStatus.",
+    )
+    serve.add_argument("base", help="bundle base folder (holds numbered versions)")
+    serve.add_argument("--port", type=int, default=8500)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="bind address (default 127.0.0.1, loopback only)",
+    )
+    serve.add_argument("--model-name", help="served model name (default: BASE's name)")
+    serve.add_argument("--poll-seconds", type=float, default=1.0)
+    serve.add_argument("--workers", type=int, default=8, help="concurrent requests")
+    serve.set_defaults(func=_run_serve)
 
     build = commands.add_parser(
         "build-dataset",

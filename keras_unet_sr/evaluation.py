@@ -115,3 +115,63 @@ def summarize_scores(rows: list[dict]) -> dict[str, dict[str, float]]:
         }
         for method in ("model", "bicubic")
     }
+
+
+def folder_images(folder: str):
+    """`(name, low, high)` for every TIFF pair of a `low/`+`high/` folder."""
+    from keras_unet_sr import tiff_io
+
+    for pair in tiff_io.find_pairs(folder):
+        low, high, _ = tiff_io.load_pair(pair)
+        yield pair.name, low, high
+
+
+def format_table(rows: list[dict]) -> str:
+    """Per-image and mean scores as an aligned text table."""
+
+    def scores(values):
+        return f"{values['psnr']:8.2f} {values['ssim']:7.4f} {values['nrmse']:7.4f}"
+
+    def line(name, model, bicubic):
+        return f"{name[:24]:<24} {scores(model)} | {scores(bicubic)}"
+
+    group = f"{'PSNR':>8} {'SSIM':>7} {'NRMSE':>7}"
+    header = f"{'image':<24} {group} | {group}"
+    lines = [f"{'':<24} {'model':^24} | {'bicubic':^24}", header, "-" * len(header)]
+    lines += [line(r["name"], r["model"], r["bicubic"]) for r in rows]
+    summary = summarize_scores(rows)
+    lines += [
+        "-" * len(header),
+        line(f"mean ({len(rows)})", summary["model"], summary["bicubic"]),
+    ]
+    return "\n".join(lines)
+
+
+def write_report(rows: list[dict], path: str) -> None:
+    """Write scores as JSON (per image + mean) or CSV (one row per image),
+    by the file's extension, atomically."""
+    import csv
+    import json
+    import os
+
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as stream:
+        if str(path).lower().endswith(".csv"):
+            writer = csv.writer(stream)
+            writer.writerow(
+                ["image"] + [f"{m}_{k}" for m in ("model", "bicubic") for k in METRICS]
+            )
+            for row in rows:
+                writer.writerow(
+                    [row["name"]]
+                    + [
+                        f"{row[m][k]:.6g}"
+                        for m in ("model", "bicubic")
+                        for k in METRICS
+                    ]
+                )
+        else:
+            json.dump(
+                {"mean": summarize_scores(rows), "images": rows}, stream, indent=2
+            )
+    os.replace(tmp, path)

@@ -104,9 +104,9 @@ def write_tiff_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
         )
     except OSError as error:
         raise UserError(f"{folder}: cannot write there ({error.strerror})") from error
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            tifffile.imwrite(stream, array, compression="zlib")
+        tifffile.imwrite(tmp, array, compression="zlib")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

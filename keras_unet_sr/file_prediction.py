@@ -1,0 +1,201 @@
+"""Predicting TIFF files, locally or through a TF-Serving server.
+
+Inputs are files, folders (their TIFFs) or glob patterns. Each image is read
+and checked (one clear line per bad file), predicted, and written as a
+float32 TIFF of the same name in the output folder, atomically. A bad file
+is skipped and listed at the end; the others still get predicted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from keras_unet_sr import tiff_io
+from keras_unet_sr.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+class LocalBackend:
+    """Predicts in this process with a `model.keras`."""
+
+    def __init__(
+        self,
+        model_path: str,
+        tile: int | None = None,
+        overlap: int | None = None,
+        batch_size: int | None = None,
+    ):
+        from keras_unet_sr.prediction import Predictor, load_model
+
+        model = load_model_checked(model_path, load_model)
+        try:
+            self.predictor = Predictor(
+                model, tile=tile, overlap=overlap, batch_size=batch_size
+            )
+        except ValueError as error:
+            raise UserError(f"tiling: {error}") from error
+        self.frames = model.frames
+        self.frame_subset = model.frame_subset
+        self.description = f"model {model_path}"
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.predictor(image.astype(np.float32))
+
+
+class ServerBackend:
+    """Sends each image to TF-Serving over gRPC (the bundle's signatures)."""
+
+    def __init__(self, target: str, model_name: str):
+        from keras_unet_sr.export.grpc_client import ServingClient, ServingError
+
+        self._error = ServingError
+        self.client = ServingClient(target, model_name)
+        try:
+            info = self.client.model_info()
+        except ServingError as error:
+            raise UserError(str(error)) from error
+        self.frames = int(info["frames"])
+        self.frame_subset = tuple(info["frame_subset"]) or None
+        self.description = f"model '{model_name}' on {target}"
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        # uint16 travels as is (half the bytes); everything else as float32.
+        if image.dtype == np.uint16:
+            signature = "predict_uint16"
+        else:
+            signature, image = "serving_default", image.astype(np.float32)
+        try:
+            return self.client.predict({"image": image}, signature_name=signature)[
+                "sr_image"
+            ]
+        except self._error as error:
+            raise UserError(str(error)) from error
+
+
+def load_model_checked(path: str, loader: Callable):
+    """Load a model file, turning every way it can be wrong into one line."""
+    from keras_unet_sr.unet import SuperResolutionUNet
+
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such model file")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a folder; expected a model.keras file")
+    try:
+        model = loader(path)
+    except Exception as error:  # zip, JSON, h5 and Keras errors all differ
+        detail = str(error).strip().splitlines()
+        raise UserError(
+            f"{path}: not a loadable keras-unet-sr model "
+            f"({type(error).__name__}: {detail[0][:200] if detail else ''})"
+        ) from error
+    if not isinstance(model, SuperResolutionUNet):
+        raise UserError(
+            f"{path}: is a {type(model).__name__}, not a keras-unet-sr "
+            "SuperResolutionUNet model"
+        )
+    return model
+
+
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Files, folders and globs -> (TIFF paths, problems found on the way)."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = tiff_io.list_tiffs(path)
+            if not found:
+                problems.append(f"{path}: folder has no .tif/.tiff files")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(item)))
+            if not matches:
+                problems.append(f"{item}: no file matches this pattern")
+            files.extend(p for p in matches if p.is_file())
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return files, problems
+
+
+def check_frames(image: np.ndarray, frames: int, subset, path) -> None:
+    """The image is something the model can read, or a clear error."""
+    have = image.shape[-1]
+    if have == frames:
+        return
+    needed = None if subset is None else max(subset) + 1
+    if needed is not None and have >= needed:
+        return
+    what = "a 2-D image (1 frame)" if have == 1 else f"{have} frames"
+    takes = f"{frames} frame(s)" + (
+        f", or a raw stack of >= {needed} frames (it reads frames "
+        f"{', '.join(map(str, subset))})"
+        if subset
+        else ""
+    )
+    raise UserError(f"{path}: is {what}; the model takes {takes}")
+
+
+def prepare_output_folder(out_dir: str | os.PathLike) -> Path:
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: --out exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"{out}: cannot create output folder ({error.strerror})"
+        ) from error
+    if not os.access(out, os.W_OK):
+        raise UserError(f"{out}: output folder is not writable")
+    return out
+
+
+@dataclasses.dataclass
+class PredictionReport:
+    written: list[Path]
+    failed: list[str]
+
+
+def predict_files(
+    backend, inputs: Iterable[str], out_dir: str | os.PathLike
+) -> PredictionReport:
+    """Predict every input TIFF into `out_dir/<name>.tif` (float32)."""
+    files, failed = expand_inputs(inputs)
+    out = prepare_output_folder(out_dir)
+    names: dict[str, Path] = {}
+    for path in files:
+        other = names.setdefault(path.stem, path)
+        if other != path:
+            raise UserError(
+                f"{path}: same output name as {other} ({out / (path.stem + '.tif')})"
+            )
+    written = []
+    for path in files:
+        try:
+            raw = tiff_io.read_tiff(path)
+            image = tiff_io.as_frames_last(raw, path)
+            check_frames(image, backend.frames, backend.frame_subset, path)
+            result = np.asarray(backend(image), np.float32)
+            if result.ndim == 3 and result.shape[-1] == 1:
+                result = result[..., 0]
+            elif result.ndim == 3:
+                result = np.moveaxis(result, -1, 0)  # channels first, like the input
+            target = out / f"{path.stem}.tif"
+            tiff_io.write_tiff_atomic(target, result)
+        except UserError as error:
+            failed.append(str(error))
+            logger.error("skipped %s", error)
+            continue
+        written.append(target)
+        logger.info("%s -> %s %s", path, target, result.shape)
+    return PredictionReport(written, failed)
