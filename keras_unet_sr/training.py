@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from keras_unet_sr import callbacks as cb
 from keras_unet_sr.config import FitConfig, load_config, save_config
@@ -147,6 +148,78 @@ def _check_run_folder(out_dir: Path, config: FitConfig) -> None:
         )
 
 
+@dataclasses.dataclass
+class TrainingData:
+    """Everything `fit` and `tune` train on, prepared once.
+
+    Attributes:
+        data: The paired images.
+        frames: Frames the model reads (after any frame subset).
+        scale: Scale factor.
+        sampler: How tiles are cut.
+        train_images: Normalized, cached training images.
+        validation: Fixed validation tiles (batched).
+        validation_split: The split they come from.
+        seed: The config's seed.
+    """
+
+    data: PairedImages
+    frames: int
+    scale: int
+    sampler: TileSampler
+    train_images: tf.data.Dataset
+    validation: tf.data.Dataset
+    validation_split: str
+    seed: int
+
+    def train_tiles(self, batch_size: int, start_epoch: int = 0) -> tf.data.Dataset:
+        """The infinite training tile stream; a resumed run draws a fresh,
+        still deterministic, stream."""
+        seed = self.seed + 7919 * start_epoch
+        return training_tiles(self.train_images, self.sampler, batch_size, seed=seed)
+
+
+def check_precision(config: FitConfig) -> None:
+    if config.train.precision not in PRECISIONS:
+        raise UserError(
+            f"--precision {config.train.precision}: "
+            f"choose one of {', '.join(PRECISIONS)}"
+        )
+
+
+def load_training_data(config: FitConfig) -> TrainingData:
+    """Prepare the data a config trains on (generating it if needed)."""
+    t = config.train
+    data = load_paired_images(config.data)
+    frames, scale = resolve_frames_and_scale(config, data)
+    multiple = 2**config.model.depth
+    if t.tile % multiple:
+        raise UserError(f"--tile {t.tile}: must be a multiple of {multiple} (2**depth)")
+    sampler = TileSampler(t.tile, scale, t.tiles_per_image)
+    percentiles = config.model.percentiles
+    subset = config.data.frame_subset
+    train_images = prepare_images(
+        data.images("train"), sampler, frames, subset, percentiles
+    )
+    validation_split = data.split_or_fallback("validation")
+    val_images = prepare_images(
+        data.images(validation_split), sampler, frames, subset, percentiles
+    )
+    validation = validation_tiles(
+        val_images, sampler, t.batch, t.validation_tiles, seed=t.seed
+    )
+    return TrainingData(
+        data,
+        frames,
+        scale,
+        sampler,
+        train_images,
+        validation,
+        validation_split,
+        t.seed,
+    )
+
+
 def fit(
     config: FitConfig,
     out_dir: str | os.PathLike,
@@ -157,10 +230,7 @@ def fit(
     """Train (or resume training) a model; see the module docstring for outputs."""
     out_dir = Path(out_dir)
     t = config.train
-    if t.precision not in PRECISIONS:
-        raise UserError(
-            f"--precision {t.precision}: choose one of {', '.join(PRECISIONS)}"
-        )
+    check_precision(config)
     _check_run_folder(out_dir, config)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,30 +241,13 @@ def fit(
     if not os.access(out_dir, os.W_OK):
         raise UserError(f"{out_dir}: output folder is not writable")
 
-    data = load_paired_images(config.data)
-    frames, scale = resolve_frames_and_scale(config, data)
+    prepared = load_training_data(config)
+    data, val, val_split = prepared.data, prepared.validation, prepared.validation_split
     keras.utils.set_random_seed(t.seed)
-    model = build_model(config, frames, scale)
-    if t.tile % model.size_multiple:
-        raise UserError(
-            f"--tile {t.tile}: must be a multiple of {model.size_multiple} (2**depth)"
-        )
+    model = build_model(config, prepared.frames, prepared.scale)
     compile_model(model, config, t.epochs * t.steps_per_epoch)
     save_config(config, out_dir / "config.json")
 
-    sampler = TileSampler(t.tile, scale, t.tiles_per_image)
-    percentiles = config.model.percentiles
-    subset = config.data.frame_subset
-    train_images = prepare_images(
-        data.images("train"), sampler, frames, subset, percentiles
-    )
-    val_split = data.split_or_fallback("validation")
-    val_images = prepare_images(
-        data.images(val_split), sampler, frames, subset, percentiles
-    )
-    val = validation_tiles(
-        val_images, sampler, t.batch, t.validation_tiles, seed=t.seed
-    )
     panel_low, panel_high = next(iter(val.unbatch().batch(t.panel_examples)))
 
     model_path = out_dir / "model.keras"
@@ -225,10 +278,7 @@ def fit(
     print_fn(f"TensorBoard: tensorboard --logdir {out_dir / 'logs'}")
     epochs_run = 0
     if initial_epoch < t.epochs:
-        # A resumed run draws a fresh, still deterministic, tile stream.
-        train = training_tiles(
-            train_images, sampler, t.batch, seed=t.seed + 7919 * initial_epoch
-        )
+        train = prepared.train_tiles(t.batch, start_epoch=initial_epoch)
         history = model.fit(
             train,
             epochs=t.epochs,
