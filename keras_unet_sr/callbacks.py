@@ -108,8 +108,10 @@ class TrainingBackup(keras.callbacks.Callback):
     Each backup is a folder `epoch-NNNNN/` holding the weights (with the
     optimizer state, hence the learning-rate schedule position) and
     `state.json` (epoch and the stateful callbacks' counters). It is written
-    under a temporary name and renamed when complete; older ones are then
-    deleted. A restart restores the newest complete backup.
+    under a temporary name and renamed when complete; all but the two newest
+    are then deleted (two, so the workers of a multi-worker run killed
+    mid-save can agree on an epoch all of them have). A restart restores
+    the newest complete backup, or a given epoch's.
 
     Args:
         backup_dir: Folder for the backups.
@@ -122,21 +124,28 @@ class TrainingBackup(keras.callbacks.Callback):
         self.stateful = stateful
         self.skip_reason: str | None = None
 
-    def latest(self) -> Path | None:
+    def epochs(self) -> list[int]:
+        """Epochs with a complete backup, oldest first."""
         if not self.backup_dir.is_dir():
-            return None
-        complete = sorted(
-            p
+            return []
+        prefix = len(_BACKUP_PREFIX)
+        return sorted(
+            int(p.name[prefix:])
             for p in self.backup_dir.iterdir()
-            if p.is_dir() and p.name.startswith(_BACKUP_PREFIX) and p.name[6:].isdigit()
+            if p.is_dir()
+            and p.name.startswith(_BACKUP_PREFIX)
+            and p.name[prefix:].isdigit()
         )
-        return complete[-1] if complete else None
 
-    def restore(self, model: keras.Model) -> int:
-        """Load the newest backup into `model`; returns the epoch to start at."""
-        backup = self.latest()
-        if backup is None:
+    def restore(self, model: keras.Model, epoch: int | None = None) -> int:
+        """Load the backup of `epoch` (default: the newest) into `model`;
+        returns the epoch to start at (0 without a backup)."""
+        available = self.epochs()
+        if epoch is None:
+            epoch = available[-1] if available else 0
+        if epoch == 0:
             return 0
+        backup = self.backup_dir / f"{_BACKUP_PREFIX}{epoch:05d}"
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(backup / "weights.weights.h5")
@@ -163,9 +172,8 @@ class TrainingBackup(keras.callbacks.Callback):
         (tmp / "state.json").write_text(json.dumps(state, indent=2))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        for older in self.backup_dir.iterdir():
-            if older != final:
-                shutil.rmtree(older, ignore_errors=True)
+        for older in self.epochs()[:-2]:
+            shutil.rmtree(self.backup_dir / f"{_BACKUP_PREFIX}{older:05d}")
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -222,7 +230,8 @@ class ImagePanel(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        prediction = self.model.predict(self.low, verbose=0, batch_size=len(self.low))
+        # A direct call, not predict(): no cross-worker collectives involved.
+        prediction = self.model(self.low, training=False)
         panel = make_panel(self.low, prediction, self.high)
         with self._writer.as_default():
             tf.summary.image(

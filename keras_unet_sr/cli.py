@@ -91,6 +91,19 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"]
     )
     train.add_argument("--seed", type=int)
+    dist = parser.add_argument_group("distribution")
+    dist.add_argument(
+        "--strategy",
+        choices=["default", "mirrored", "multiworker"],
+        default="default",
+        help="one device (default), all local GPUs (mirrored) or a TF_CONFIG "
+        "cluster (multiworker); --batch is the global batch",
+    )
+    dist.add_argument(
+        "--cpu-replicas",
+        type=int,
+        help="split the CPU into N logical devices (to try mirrored without GPUs)",
+    )
     parser.add_argument(
         "--config", help="a config.json to start from (flags override it)"
     )
@@ -154,10 +167,21 @@ def config_from_args(args: argparse.Namespace):
     return config
 
 
+def strategy_from_args(args: argparse.Namespace):
+    """The tf.distribute strategy the flags ask for (not part of the config:
+    a run may resume on other hardware)."""
+    from keras_unet_sr.distribute import make_strategy, split_cpu
+
+    if args.cpu_replicas:
+        split_cpu(args.cpu_replicas)
+    return make_strategy(args.strategy)
+
+
 def _run_fit(args: argparse.Namespace) -> int:
     from keras_unet_sr.training import fit
 
-    fit(config_from_args(args), args.out)
+    config = config_from_args(args)
+    fit(config, args.out, strategy=strategy_from_args(args))
     return 0
 
 

@@ -12,8 +12,10 @@ never stall the pipeline), cut aligned low/high tiles (the high tile is
 `scale` times the low one, at `scale` times the offset), and apply one of the
 8 dihedral transforms to each low/high pair consistently.
 
-Randomness is stateless and keyed by `(seed, element index)`, and every
-stage keeps its order, so a seed fixes the whole tile stream.
+Randomness is stateless and keyed by `(seed, element index)` (no
+`Dataset.shuffle`, whose order also depends on TF's global seed), and every
+stage keeps its order, so a seed alone fixes the whole tile stream: on one
+device, under a distribution strategy, and after a restart.
 """
 
 from __future__ import annotations
@@ -169,22 +171,46 @@ def _seeded(dataset: tf.data.Dataset, seed: int) -> tf.data.Dataset:
     )
 
 
+def _window_shuffle(
+    dataset: tf.data.Dataset, window: int, seed: int
+) -> tf.data.Dataset:
+    """Permute consecutive windows of `window` elements, statelessly.
+
+    Unlike `Dataset.shuffle(seed=...)`, whose order also depends on TF's
+    global and graph-level seeds, the permutation of window `i` depends only
+    on `(seed, i)`: the same stream on one device, under any tf.distribute
+    strategy, and in a resumed process.
+    """
+
+    def permute(index, tiles):
+        key = tf.stack([tf.cast(seed, tf.int64), index])
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(tf.shape(tiles[0])[0]), key
+        )
+        return tuple(tf.gather(t, order) for t in tiles)
+
+    return dataset.batch(window).enumerate().map(permute).unbatch()
+
+
 def training_tiles(
     prepared: tf.data.Dataset,
     sampler: TileSampler,
     batch_size: int,
     seed: int,
-    image_shuffle_buffer: int = 256,
-    tile_shuffle_buffer: int = 512,
+    shuffle_window: int = 512,
 ) -> tf.data.Dataset:
-    """Infinite, shuffled, augmented batches of `(low, high)` tiles."""
-    dataset = prepared.repeat().shuffle(image_shuffle_buffer, seed=seed)
-    dataset = _seeded(dataset, seed)
+    """Infinite, shuffled, augmented batches of `(low, high)` tiles.
+
+    Each pass visits the images in the data set's (TFDS-shuffled) order,
+    drawing new random tiles every time; tiles are then permuted in windows
+    of `shuffle_window`, so a batch mixes tiles of many images.
+    """
+    dataset = _seeded(prepared.repeat(), seed)
     dataset = dataset.map(
         lambda low, high, integral, key: sampler.sample(low, high, integral, key),
         num_parallel_calls=AUTOTUNE,
     )
-    dataset = dataset.unbatch().shuffle(tile_shuffle_buffer, seed=seed + 1)
+    dataset = _window_shuffle(dataset.unbatch(), shuffle_window, seed + 1)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     options = tf.data.Options()
     options.deterministic = True

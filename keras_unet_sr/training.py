@@ -28,6 +28,12 @@ import tensorflow as tf
 from keras_unet_sr import callbacks as cb
 from keras_unet_sr.config import FitConfig, load_config, save_config
 from keras_unet_sr.data import PairedImages, load_paired_images
+from keras_unet_sr.distribute import (
+    agree_on_minimum,
+    fixes_for,
+    per_replica_batch,
+    worker_role,
+)
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.evaluation import score_model_and_baseline, summarize_scores
 from keras_unet_sr.losses import SSIML1Loss
@@ -172,10 +178,12 @@ class TrainingData:
     validation_split: str
     seed: int
 
-    def train_tiles(self, batch_size: int, start_epoch: int = 0) -> tf.data.Dataset:
+    def train_tiles(
+        self, batch_size: int, start_epoch: int = 0, seed_offset: int = 0
+    ) -> tf.data.Dataset:
         """The infinite training tile stream; a resumed run draws a fresh,
         still deterministic, stream."""
-        seed = self.seed + 7919 * start_epoch
+        seed = self.seed + 7919 * start_epoch + seed_offset
         return training_tiles(self.train_images, self.sampler, batch_size, seed=seed)
 
 
@@ -220,76 +228,128 @@ def load_training_data(config: FitConfig) -> TrainingData:
     )
 
 
+def _prepare_run_folder(run_dir: Path, config: FitConfig) -> None:
+    _check_run_folder(run_dir, config)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"{run_dir}: cannot create output folder ({error.strerror})"
+        ) from error
+    if not os.access(run_dir, os.W_OK):
+        raise UserError(f"{run_dir}: output folder is not writable")
+
+
+def distributed_tiles(
+    prepared: TrainingData,
+    strategy: tf.distribute.Strategy,
+    global_batch: int,
+    start_epoch: int = 0,
+):
+    """The training stream, one seeded pipeline per worker.
+
+    Tiles are random draws, so instead of splitting one stream (which needs
+    as many data files as workers) each worker draws its own stream with a
+    seed offset by its pipeline id, batched per replica.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return prepared.train_tiles(global_batch, start_epoch)
+    per_replica = per_replica_batch(strategy, global_batch)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        offset = 104729 * context.input_pipeline_id
+        return prepared.train_tiles(per_replica, start_epoch, seed_offset=offset)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
 def fit(
     config: FitConfig,
     out_dir: str | os.PathLike,
     *,
+    strategy: tf.distribute.Strategy | None = None,
     verbose: int | str = "auto",
     print_fn: Callable[[str], None] = print,
 ) -> FitResult:
-    """Train (or resume training) a model; see the module docstring for outputs."""
+    """Train (or resume training) a model; see the module docstring for outputs.
+
+    Args:
+        config: The run's config (`config.train.batch` is the global batch).
+        out_dir: Output folder; resumed if it holds this run's backup.
+        strategy: A tf.distribute strategy (`keras_unet_sr.distribute`);
+            default: one device.
+        verbose: Keras verbosity (`"auto"`: progress bar on a terminal).
+        print_fn: Where the run's summary lines go.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    role = worker_role(strategy)
     out_dir = Path(out_dir)
+    run_dir = role.run_dir(out_dir)
     t = config.train
     check_precision(config)
-    _check_run_folder(out_dir, config)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"{out_dir}: cannot create output folder ({error.strerror})"
-        ) from error
-    if not os.access(out_dir, os.W_OK):
-        raise UserError(f"{out_dir}: output folder is not writable")
+    per_replica_batch(strategy, t.batch)
+    _prepare_run_folder(run_dir, config)
+    if not role.is_chief:
+        print_fn = _quiet
 
-    prepared = load_training_data(config)
-    data, val, val_split = prepared.data, prepared.validation, prepared.validation_split
-    keras.utils.set_random_seed(t.seed)
-    model = build_model(config, prepared.frames, prepared.scale)
-    compile_model(model, config, t.epochs * t.steps_per_epoch)
-    save_config(config, out_dir / "config.json")
+    with fixes_for(strategy):
+        prepared = load_training_data(config)
+        keras.utils.set_random_seed(t.seed)
+        with strategy.scope():
+            model = build_model(config, prepared.frames, prepared.scale)
+            compile_model(model, config, t.epochs * t.steps_per_epoch)
+        save_config(config, run_dir / "config.json")
+        val, val_split = _validation_for(prepared, strategy)
+        panel = next(iter(prepared.validation.unbatch().batch(t.panel_examples)))
 
-    panel_low, panel_high = next(iter(val.unbatch().batch(t.panel_examples)))
+        model_path = run_dir / "model.keras"
+        best = cb.BestModelCheckpoint(model_path)
+        stateful: list[cb.StatefulCallback] = [best]
+        callbacks: list[keras.callbacks.Callback] = [
+            keras.callbacks.TensorBoard(run_dir / "logs", write_graph=False),
+            cb.ImagePanel(run_dir / "logs" / "images", *(x.numpy() for x in panel)),
+            best,
+        ]
+        if t.early_stopping_patience > 0:
+            stopping = cb.ResumableEarlyStopping(
+                monitor="val_loss", patience=t.early_stopping_patience
+            )
+            stateful.append(stopping)
+            callbacks.append(stopping)
+        backup = cb.TrainingBackup(run_dir / "backup", stateful)
+        guard = cb.NaNGuard(t.steps_per_epoch, backup)
+        callbacks = [guard, *callbacks, backup]  # backup last: it saves their state
 
-    model_path = out_dir / "model.keras"
-    best = cb.BestModelCheckpoint(model_path)
-    stateful: list[cb.StatefulCallback] = [best]
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.TensorBoard(out_dir / "logs", write_graph=False),
-        cb.ImagePanel(
-            out_dir / "logs" / "images", panel_low.numpy(), panel_high.numpy()
-        ),
-        best,
-    ]
-    if t.early_stopping_patience > 0:
-        stopping = cb.ResumableEarlyStopping(
-            monitor="val_loss", patience=t.early_stopping_patience
-        )
-        stateful.append(stopping)
-        callbacks.append(stopping)
-    backup = cb.TrainingBackup(out_dir / "backup", stateful)
-    guard = cb.NaNGuard(t.steps_per_epoch, backup)
-    callbacks = [guard, *callbacks, backup]  # backup last: it saves their state
-
-    initial_epoch = backup.restore(model)
-    if initial_epoch:
-        print_fn(
-            f"Resuming from the backup of epoch {initial_epoch} in {out_dir / 'backup'}"
-        )
-    print_fn(f"TensorBoard: tensorboard --logdir {out_dir / 'logs'}")
-    epochs_run = 0
-    if initial_epoch < t.epochs:
-        train = prepared.train_tiles(t.batch, start_epoch=initial_epoch)
-        history = model.fit(
-            train,
-            epochs=t.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=t.steps_per_epoch,
-            validation_data=val,
-            callbacks=callbacks,
-            shuffle=False,  # the tile stream is shuffled (and seeded) already
-            verbose=_verbosity(verbose),
-        )
-        epochs_run = len(history.epoch)
+        # Every worker must resume at the same epoch.
+        available = backup.epochs()
+        initial_epoch = agree_on_minimum(strategy, available[-1] if available else 0)
+        if initial_epoch and initial_epoch not in available:
+            raise UserError(
+                f"{run_dir / 'backup'}: no backup of epoch {initial_epoch}, "
+                "which another worker resumes from"
+            )
+        with strategy.scope():
+            initial_epoch = backup.restore(model, initial_epoch)
+        if initial_epoch:
+            print_fn(
+                f"Resuming from the backup of epoch {initial_epoch} "
+                f"in {run_dir / 'backup'}"
+            )
+        print_fn(f"TensorBoard: tensorboard --logdir {run_dir / 'logs'}")
+        epochs_run = 0
+        if initial_epoch < t.epochs:
+            history = model.fit(
+                distributed_tiles(prepared, strategy, t.batch, initial_epoch),
+                epochs=t.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=t.steps_per_epoch,
+                validation_data=val,
+                callbacks=callbacks,
+                shuffle=False,  # the tile stream is shuffled (and seeded) already
+                verbose=_verbosity(verbose) if role.is_chief else 0,
+            )
+            epochs_run = len(history.epoch)
+    data = prepared.data
     if guard.failure:
         kept = (
             f"the last good model is {model_path} (epoch {best.best_epoch})"
@@ -300,12 +360,14 @@ def fit(
     if not model_path.exists():
         raise UserError(f"{out_dir}: no finite validation loss; no model was saved")
 
+    final_epoch = initial_epoch + epochs_run
+    if not role.is_chief:  # the chief evaluates and reports
+        return FitResult(run_dir, model_path, epochs_run, final_epoch, {})
     best_model = load_model(str(model_path))
     scores = score_model_and_baseline(
         Predictor(best_model), data.named_images(val_split)
     )
     summary = summarize_scores(scores)
-    final_epoch = initial_epoch + epochs_run
     with open(out_dir / "metrics.json.tmp", "w") as stream:
         json.dump(
             {"split": val_split, "epochs": final_epoch, **summary, "images": scores},
@@ -322,6 +384,21 @@ def fit(
     )
     print_fn(f"Model: {model_path} (best epoch {best.best_epoch})")
     return FitResult(out_dir, model_path, epochs_run, final_epoch, summary)
+
+
+def _validation_for(prepared: TrainingData, strategy: tf.distribute.Strategy):
+    """Validation tiles; across workers, each evaluates its share of them."""
+    validation = prepared.validation
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        options = tf.data.Options()
+        policy = tf.data.experimental.AutoShardPolicy.DATA  # not per file
+        options.experimental_distribute.auto_shard_policy = policy
+        validation = validation.with_options(options)
+    return validation, prepared.validation_split
+
+
+def _quiet(_: str) -> None:
+    """Non-chief workers print nothing."""
 
 
 def _verbosity(verbose: int | str) -> int:
