@@ -364,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.set_defaults(func=_run_fit)
 
+    from keras_unet_sr.tuning.command import register as register_tune
+
+    register_tune(commands)
+
     predict = commands.add_parser(
         "predict",
         help="super-resolve TIFF images (locally or on TF-Serving)",

@@ -121,8 +121,21 @@ def load_paired_images(config: DataConfig) -> PairedImages:
             ) from error
         description = f"TFDS {source}"
         download_config = None
-    builder.download_and_prepare(download_config=download_config)
+    _prepare(builder, download_config)
     return _describe(builder, description)
+
+
+def _prepare(builder: tfds.core.DatasetBuilder, download_config) -> None:
+    """`download_and_prepare`, tolerating another process (e.g. the other
+    workers of a multi-worker run) finishing the same data dir first: TFDS
+    writes aside and renames, so the loser's rename fails on existing data."""
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except (OSError, tf.errors.OpError):
+        ready = tf.io.gfile.exists(f"{builder.data_dir}/dataset_info.json")
+        if not ready:
+            raise
+        logging.info("%s was prepared by another process", builder.data_dir)
 
 
 def _synthetic_builder(name: str, config: DataConfig) -> tfds.core.DatasetBuilder:

@@ -1,0 +1,123 @@
+"""`keras-unet-sr tune`: a hyperparameter search over `fit`'s options.
+
+Imports nothing heavy at module level, so `keras-unet-sr --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keras_unet_sr.config import FitConfig
+    from keras_unet_sr.tuning.hypermodel import SearchSpace
+
+TUNER_NAMES = ("hyperband", "bayesian", "random")  # keys of search.TUNERS
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the `tune` subcommand to `keras_unet_sr.cli.build_parser()`'s
+    subparsers."""
+    from keras_unet_sr.cli import _add_fit_arguments
+
+    tune = commands.add_parser(
+        "tune",
+        help="search hyperparameters (keras-tuner) and write the best config",
+        description="Search U-Net and training hyperparameters on the data "
+        "`fit` would train on, maximizing validation PSNR. Writes OUT/trials.csv "
+        "and OUT/best_config.json (train it with `fit --config`); TensorBoard's "
+        "HParams tab compares the trials in OUT/logs. Re-running the same "
+        "command continues the search (give a larger --max-trials to extend "
+        "it). Flags such as --depth or --lr fix that hyperparameter.",
+        # `--epochs` is redefined: per trial here, the final run's in `fit`.
+        conflict_handler="resolve",
+    )
+    _add_fit_arguments(tune)
+    search = tune.add_argument_group("search")
+    search.add_argument(
+        "--tuner",
+        choices=TUNER_NAMES,
+        default="hyperband",
+        help="search algorithm (default hyperband)",
+    )
+    search.add_argument(
+        "--max-trials",
+        type=int,
+        help="trials in all (default 10; hyperband: its whole schedule)",
+    )
+    search.add_argument(
+        "--epochs",
+        type=int,
+        dest="trial_epochs",
+        metavar="EPOCHS",
+        help="epochs per trial (hyperband: the most a trial trains); default: "
+        "the config's epochs, which best_config.json keeps",
+    )
+    search.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="search NAME over V1,V2,... (a choice; one value fixes it) or "
+        "MIN:MAX[:log] (a range), e.g. --space depth=1,2,3 --space "
+        "lr=1e-4:1e-2:log; repeatable; overrides the default space (depth "
+        "1,2,3, filters 8,16,32, lr 3e-4:3e-3:log, loss_alpha 0.5:0.95)",
+    )
+    search.add_argument(
+        "--space-file",
+        help='a JSON space, e.g. {"depth": [1, 2], "lr": {"min": 1e-4, '
+        '"max": 1e-2, "sampling": "log"}}; --space entries override it',
+    )
+    tune.add_argument(
+        "--out", default="runs/tune", help="output folder (default runs/tune)"
+    )
+    tune.set_defaults(func=_run_tune, epochs=None)
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from keras_unet_sr.cli import config_from_args
+    from keras_unet_sr.errors import UserError
+    from keras_unet_sr.tuning.search import run_search
+
+    if args.strategy != "default" or args.cpu_replicas:
+        raise UserError(
+            "--strategy/--cpu-replicas: tune trains each trial on one device"
+        )
+    config = config_from_args(args)
+    run_search(
+        config,
+        space_from_args(args, config),
+        args.out,
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        epochs=args.trial_epochs,
+    )
+    return 0
+
+
+def space_from_args(args: argparse.Namespace, config: FitConfig) -> SearchSpace:
+    """The default space, updated by `--space-file`, then by `--space`; a
+    model or training flag (e.g. `--depth 2`) fixes its hyperparameter."""
+    from keras_unet_sr.errors import UserError
+    from keras_unet_sr.tuning.hypermodel import (
+        TUNABLE,
+        default_space,
+        fixed_dimension,
+        load_space_file,
+        parse_space,
+    )
+
+    space = default_space(smoke=args.smoke)
+    if args.space_file:
+        space.update(load_space_file(args.space_file))
+    explicit = parse_space(args.space)
+    space.update(explicit)
+    for name in list(space):
+        if getattr(args, name, None) is None:
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        if name in explicit:
+            raise UserError(f"{flag} and --space {name}: give one of them")
+        value = getattr(getattr(config, TUNABLE[name].section), name)
+        space[name] = fixed_dimension(name, value, flag)
+    return space

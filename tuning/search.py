@@ -1,0 +1,487 @@
+"""Run a hyperparameter search: `keras-unet-sr tune` as a library function.
+
+Writes to the output folder:
+
+* `search.json`: the search settings. Running the same search again
+  continues it: finished trials are kept, and a trial cut short is run
+  again. A run with other settings is refused, so trials never mix.
+* `tuner/`: keras-tuner's project: the oracle state, and one folder per
+  trial with its `trial.json` and best-epoch weights.
+* `logs/`: TensorBoard: `logs/<trial>/execution0/{train,validation}` scalars,
+  and on the HParams tab every trial's hyperparameters and scores side by
+  side.
+* `trials.csv`: one row per trial, best validation PSNR first.
+* `best_config.json`: the best trial's complete `FitConfig`, with the base
+  config's epochs, for `keras-unet-sr fit --config`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gc
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+import tensorflow as tf
+
+from keras_unet_sr.config import FitConfig, save_config
+from keras_unet_sr.errors import UserError
+from keras_unet_sr.training import _verbosity, check_precision, load_training_data
+from keras_unet_sr.tuning.hypermodel import (
+    OBJECTIVE,
+    Dimension,
+    SearchSpace,
+    SuperResolutionHyperModel,
+    space_to_json,
+)
+
+DEFAULT_MAX_TRIALS = 10
+PROJECT = "tuner"  # keras-tuner's project folder inside the output folder
+
+
+class _TrialHygiene:
+    """Tuner mixin: a trial run again starts with clean logs, and each trial's
+    model is freed before the next one is built."""
+
+    def __init__(self, *args, log_dir: Path, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log_dir = log_dir
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        # A trial cut short by an interrupt runs again under its id.
+        shutil.rmtree(self.log_dir / trial.trial_id, ignore_errors=True)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        keras.backend.clear_session()
+        gc.collect()
+
+
+class RandomSearch(_TrialHygiene, keras_tuner.RandomSearch):
+    """`keras_tuner.RandomSearch` with per-trial clean-up."""
+
+
+class BayesianOptimization(_TrialHygiene, keras_tuner.BayesianOptimization):
+    """`keras_tuner.BayesianOptimization` with per-trial clean-up."""
+
+
+class Hyperband(_TrialHygiene, keras_tuner.Hyperband):
+    """`keras_tuner.Hyperband` with per-trial clean-up."""
+
+
+TUNERS = {
+    "hyperband": Hyperband,
+    "bayesian": BayesianOptimization,
+    "random": RandomSearch,
+}
+
+
+class _ExpectedRetracing(logging.Filter):
+    """Each trial traces its own model's train step, so TensorFlow's warning
+    about frequent retracing is expected during a search."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@dataclasses.dataclass
+class TrialRecord:
+    """One row of the trials table.
+
+    Attributes:
+        trial_id: keras-tuner's trial id (also its `logs/` folder).
+        status: `COMPLETED`, `FAILED`, ...
+        values: The trial's hyperparameter values.
+        params: Model parameters.
+        epochs: Epochs the model was trained up to.
+        val_psnr: Best validation PSNR (dB) of the trial; None if it failed.
+        train_seconds: Training time of the trial.
+    """
+
+    trial_id: str
+    status: str
+    values: dict[str, Any]
+    params: int | None
+    epochs: int | None
+    val_psnr: float | None
+    train_seconds: float | None
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a finished search produced.
+
+    Attributes:
+        out_dir: The output folder.
+        trials: All trials, best first.
+        best_config: The best trial's config (the base config's epochs).
+        best_config_path: Where it was written.
+    """
+
+    out_dir: Path
+    trials: list[TrialRecord]
+    best_config: FitConfig
+    best_config_path: Path
+
+
+def run_search(
+    config: FitConfig,
+    space: SearchSpace,
+    out_dir: str | os.PathLike,
+    *,
+    tuner: str = "hyperband",
+    max_trials: int | None = None,
+    epochs: int | None = None,
+    verbose: int | str = "auto",
+    print_fn: Callable[[str], None] = print,
+    distribution_strategy: tf.distribute.Strategy | None = None,
+) -> SearchResult:
+    """Search `space` around `config`, or continue the search in `out_dir`.
+
+    Args:
+        config: The base config; each trial is a copy with `space`'s values.
+        space: The hyperparameters to search (see `tuning.hypermodel`).
+        out_dir: Output folder (see the module docstring).
+        tuner: `"hyperband"`, `"bayesian"` or `"random"`.
+        max_trials: Trials in all (a re-run with more continues the search).
+            Default: 10; Hyperband: its full schedule.
+        epochs: Epochs per trial (Hyperband: its `max_epochs`); default: the
+            config's epochs.
+        verbose: Keras `fit` verbosity (`"auto"`: 1 on a terminal, else 2).
+        print_fn: Where progress lines and the trials table go.
+        distribution_strategy: Runs each trial under this strategy's scope.
+
+    Returns:
+        The trials and the best config.
+    """
+    out_dir = Path(out_dir)
+    epochs = config.train.epochs if epochs is None else epochs
+    _check_search(config, space, tuner, max_trials, epochs)
+    settings = _settings(config, space, tuner, epochs)
+    continuing = _check_search_folder(out_dir, settings)
+
+    # The tile check of `load_training_data` must hold for the deepest trial.
+    deepest = FitConfig.from_dict(config.to_dict())
+    deepest.model.depth = _largest_depth(config, space)
+    prepared = load_training_data(deepest)
+    hypermodel = SuperResolutionHyperModel(
+        config, space, prepared.frames, prepared.scale, epochs
+    )
+    if not continuing:
+        _make_folder(out_dir)
+        _write_json(settings, out_dir / "search.json")
+        _write_hparams_config(out_dir / "logs", space)
+    search = _make_tuner(
+        tuner,
+        hypermodel,
+        out_dir,
+        max_trials=max_trials,
+        epochs=epochs,
+        seed=config.train.seed,
+        distribution_strategy=distribution_strategy,
+    )
+    if continuing:
+        done = sum(t.status == "COMPLETED" for t in search.oracle.trials.values())
+        print_fn(f"Continuing the search in {out_dir} ({done} trial(s) finished)")
+    print_fn(f"TensorBoard (HParams tab): tensorboard --logdir {out_dir / 'logs'}")
+
+    t = config.train
+    quiet = _ExpectedRetracing()
+    tf.get_logger().addFilter(quiet)
+    try:
+        search.search(
+            prepared.train_tiles(t.batch),  # infinite: steps_per_epoch ends epochs
+            validation_data=prepared.validation,
+            epochs=epochs,
+            steps_per_epoch=t.steps_per_epoch,
+            callbacks=_trial_callbacks(out_dir / "logs", t.early_stopping_patience),
+            shuffle=False,  # the tile stream is shuffled (and seeded) already
+            verbose=_verbosity(verbose),
+        )
+    finally:
+        tf.get_logger().removeFilter(quiet)
+    return _report(search, hypermodel, out_dir, print_fn)
+
+
+def _check_search(
+    config: FitConfig,
+    space: SearchSpace,
+    tuner: str,
+    max_trials: int | None,
+    epochs: int,
+) -> None:
+    if tuner not in TUNERS:
+        raise UserError(f"--tuner {tuner}: choose one of {', '.join(TUNERS)}")
+    if max_trials is not None and max_trials < 1:
+        raise UserError(f"--max-trials {max_trials}: must be at least 1")
+    if epochs < 1:
+        raise UserError(f"--epochs {epochs}: must be at least 1")
+    check_precision(config)
+    depth = _largest_depth(config, space)
+    tile = config.train.tile
+    if tile % 2**depth:
+        raise UserError(
+            f"--tile {tile}: must be a multiple of {2**depth} "
+            f"(2**{depth}, the largest depth in the search space)"
+        )
+
+
+def _largest_depth(config: FitConfig, space: SearchSpace) -> int:
+    return space["depth"].largest if "depth" in space else config.model.depth
+
+
+def _settings(
+    config: FitConfig, space: SearchSpace, tuner: str, epochs: int
+) -> dict[str, Any]:
+    """What makes trials comparable: equal settings, one search."""
+    base = config.to_dict()
+    del base["train"]["epochs"]  # only the best config's length, not the trials'
+    settings = {
+        "tuner": tuner,
+        "objective": OBJECTIVE,
+        "epochs": epochs,
+        "space": space_to_json(space),
+        "config": base,
+    }
+    return json.loads(json.dumps(settings))  # as it reads back from the file
+
+
+def _check_search_folder(out_dir: Path, settings: dict[str, Any]) -> bool:
+    """Whether `out_dir` holds this search already; refuses another search."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: --out exists and is not a folder")
+    saved = out_dir / "search.json"
+    if not saved.exists():
+        if (out_dir / PROJECT).exists():
+            raise UserError(f"{out_dir}: holds a search without search.json")
+        return False
+    try:
+        previous = json.loads(saved.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{saved}: unreadable ({error})") from error
+    changed = _differences(previous, settings)
+    if changed:
+        raise UserError(
+            f"{out_dir}: holds a search with other settings ({', '.join(changed)}); "
+            "use another --out, or the same options to continue it"
+        )
+    return True
+
+
+def _differences(previous: Any, current: Any, prefix: str = "") -> list[str]:
+    if not (isinstance(previous, dict) and isinstance(current, dict)):
+        return [] if previous == current else [prefix.rstrip(".") or "settings"]
+    names = sorted(set(previous) | set(current))
+    return [
+        change
+        for name in names
+        for change in _differences(
+            previous.get(name), current.get(name), f"{prefix}{name}."
+        )
+    ]
+
+
+def _make_folder(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"{out_dir}: cannot create output folder ({error.strerror})"
+        ) from error
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"{out_dir}: output folder is not writable")
+
+
+def _write_json(values: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_hparams_config(log_dir: Path, space: SearchSpace) -> None:
+    """The HParams experiment: the searched domains and the score columns.
+
+    keras-tuner logs each trial's values (`hparams_api.KerasCallback`); this
+    names the columns, instead of TensorBoard inferring every scalar as one.
+    """
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    hparams = [
+        hparams_api.HParam(name, _domain(dimension, hparams_api))
+        for name, dimension in sorted(space.items())
+    ]
+    metrics = [
+        hparams_api.Metric("epoch_psnr", group="validation", display_name="val PSNR"),
+        hparams_api.Metric("epoch_ssim", group="validation", display_name="val SSIM"),
+        hparams_api.Metric("epoch_loss", group="validation", display_name="val loss"),
+        hparams_api.Metric("epoch_loss", group="train", display_name="train loss"),
+    ]
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        hparams_api.hparams_config(hparams=hparams, metrics=metrics)
+    writer.close()
+
+
+def _domain(dimension: Dimension, hparams_api):
+    if dimension.choices:
+        return hparams_api.Discrete(list(dimension.choices))
+    if isinstance(dimension.low, int):
+        return hparams_api.IntInterval(dimension.low, dimension.high)
+    return hparams_api.RealInterval(float(dimension.low), float(dimension.high))
+
+
+def _make_tuner(
+    name: str,
+    hypermodel: SuperResolutionHyperModel,
+    out_dir: Path,
+    *,
+    max_trials: int | None,
+    epochs: int,
+    seed: int,
+    distribution_strategy: tf.distribute.Strategy | None,
+) -> keras_tuner.Tuner:
+    common = dict(
+        hypermodel=hypermodel,
+        objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+        seed=seed,
+        directory=str(out_dir),
+        project_name=PROJECT,
+        overwrite=False,  # reload the oracle: finished trials are kept
+        log_dir=out_dir / "logs",
+        distribution_strategy=distribution_strategy,
+    )
+    if name != "hyperband":
+        return TUNERS[name](max_trials=max_trials or DEFAULT_MAX_TRIALS, **common)
+    search = Hyperband(max_epochs=epochs, factor=3, **common)
+    search.oracle.max_trials = max_trials  # None: the whole Hyperband schedule
+    return search
+
+
+def _trial_callbacks(log_dir: Path, patience: int) -> list[keras.callbacks.Callback]:
+    # keras-tuner moves TensorBoard's logs to `log_dir/<trial>/execution0` and
+    # adds the HParams callback that records the trial's values.
+    callbacks = [
+        keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=OBJECTIVE, mode="max", patience=patience
+            )
+        )
+    return callbacks
+
+
+def _report(
+    search: keras_tuner.Tuner,
+    hypermodel: SuperResolutionHyperModel,
+    out_dir: Path,
+    print_fn: Callable[[str], None],
+) -> SearchResult:
+    """Writes the trials table and the best config."""
+    names = sorted(hypermodel.space)
+    records = trial_records(search.oracle, names)
+    write_trials_csv(records, names, out_dir / "trials.csv")
+    print_fn(format_trials(records, names))
+    best = next((r for r in records if r.val_psnr is not None), None)
+    if best is None:
+        raise UserError(
+            f"{out_dir}: no trial finished; see the messages in "
+            f"{out_dir / PROJECT}/trial_*/trial.json"
+        )
+    best_config = hypermodel.config_for(best.values)  # the base config's epochs
+    path = out_dir / "best_config.json"
+    save_config(best_config, path)
+    print_fn(
+        f"Best: trial {best.trial_id}, val PSNR {best.val_psnr:.2f} dB. "
+        f"Train it: keras-unet-sr fit --config {path}"
+    )
+    return SearchResult(out_dir, records, best_config, path)
+
+
+def trial_records(oracle: keras_tuner.Oracle, names: list[str]) -> list[TrialRecord]:
+    """The oracle's trials as table rows, best validation PSNR first."""
+    records = []
+    for trial in oracle.trials.values():
+        score = trial.score if trial.status == "COMPLETED" else None
+        params, epochs = _last(trial, "params"), _last(trial, "epochs")
+        records.append(
+            TrialRecord(
+                trial_id=trial.trial_id,
+                status=trial.status,
+                values={n: trial.hyperparameters.values.get(n) for n in names},
+                params=None if params is None else int(params),
+                epochs=None if epochs is None else int(epochs),
+                val_psnr=None if score is None or math.isnan(score) else score,
+                train_seconds=_last(trial, "train_seconds"),
+            )
+        )
+    return sorted(
+        records,
+        key=lambda r: (r.val_psnr is None, -(r.val_psnr or 0.0), r.trial_id),
+    )
+
+
+def _last(trial: keras_tuner.engine.trial.Trial, metric: str) -> float | None:
+    if not trial.metrics.exists(metric):
+        return None
+    return trial.metrics.get_last_value(metric)
+
+
+def _columns(names: list[str]) -> list[str]:
+    return ["trial", *names, "params", "epochs", "val_psnr", "train_seconds", "status"]
+
+
+def _row(record: TrialRecord, names: list[str]) -> list[Any]:
+    return [
+        record.trial_id,
+        *(record.values[name] for name in names),
+        record.params,
+        record.epochs,
+        record.val_psnr,
+        record.train_seconds,
+        record.status,
+    ]
+
+
+def write_trials_csv(records: list[TrialRecord], names: list[str], path: Path) -> None:
+    """One row per trial (empty cells for a failed trial's scores), atomically."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(_columns(names))
+        for record in records:
+            writer.writerow(["" if v is None else v for v in _row(record, names)])
+    os.replace(tmp, path)
+
+
+def format_trials(records: list[TrialRecord], names: list[str]) -> str:
+    """The trials as an aligned text table."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4g}" if value < 100 else f"{value:.0f}"
+        return str(value)
+
+    rows = [_columns(names)] + [
+        [cell(v) for v in _row(record, names)] for record in records
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(line.rstrip() for line in lines)
