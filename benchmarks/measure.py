@@ -97,10 +97,12 @@ def training_throughput(
         (batch, tile * model.scale, tile * model.scale, 1), dtype=np.float32
     )
     data = tf.data.Dataset.from_tensors((low, high)).repeat()
-    model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # trace, warm up
-    start = time.perf_counter()
-    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-    return steps * batch / (time.perf_counter() - start)
+    model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)  # trace, warm up
+
+    def run():
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+
+    return steps * batch / best_time(run, repeats=2, warmup=0)
 
 
 def pipeline_throughput(
@@ -144,8 +146,11 @@ def inference_throughputs(
 # === memory ===
 
 
-def predict_peak_rss(model_path: str, size: int, frames: int, workdir: Path) -> dict:
-    """Peak RSS (bytes) of a `keras-unet-sr predict` child on one image."""
+def predict_peak_rss(
+    model_path: str, size: int, frames: int, workdir: Path, *extra: str
+) -> dict:
+    """Peak RSS (bytes) of a `keras-unet-sr predict` child on one image
+    (`extra`: more command-line options, e.g. `--tile 512`)."""
     image = (
         100 + np.random.default_rng(0).gamma(2.0, 40.0, (frames, size, size))
     ).astype(np.uint16)
@@ -154,7 +159,7 @@ def predict_peak_rss(model_path: str, size: int, frames: int, workdir: Path) -> 
     script = os.path.join(os.path.dirname(sys.executable), "keras-unet-sr")
     start = time.perf_counter()
     process = subprocess.Popen(
-        [script, "predict", model_path, str(path), "--out", str(workdir / "out")],
+        [script, "predict", model_path, str(path), "--out", str(workdir / "o"), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

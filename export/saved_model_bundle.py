@@ -71,9 +71,8 @@ def _as_batch(image: tf.Tensor) -> tf.Tensor:
     tf.debugging.Assert(
         tf.reduce_all(batch_shape[1:3] > 0), ["image has no pixels; shape", shape]
     )
-    tf.debugging.assert_all_finite(
-        tf.cast(batch, tf.float32), "image contains NaN or Inf pixels"
-    )
+    if image.dtype.is_floating:  # integers cannot be NaN; no float copy
+        tf.debugging.assert_all_finite(batch, "image contains NaN or Inf pixels")
     return tf.ensure_shape(batch, (None, None, None, None))
 
 
@@ -101,8 +100,8 @@ class ServingModule:
         self.model: SuperResolutionUNet = predictor.model
 
     def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
-        batch = _as_batch(image)
-        output = self.predictor.predict_graph(tf.cast(batch, tf.float32))
+        # Raw dtype in: each tile is cast to float32 inside the tiler.
+        output = self.predictor.predict_graph(_as_batch(image))
         return {"sr_image": _like_input(output, image)}
 
     def tiles(self, tiles: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -80,7 +80,9 @@ class TrainConfig:
         early_stopping_patience: Epochs without val_loss improvement
             before stopping (0 disables).
         panel_examples: Validation tiles in the TensorBoard image panel.
-        precision: `"float32"`, `"mixed_float16"` or `"mixed_bfloat16"`.
+        precision: `"auto"` (the fastest for the machine, see
+            `keras_unet_sr.precision`), `"float32"`, `"mixed_float16"` or
+            `"mixed_bfloat16"`.
         seed: Seed of the tile stream and of the weights.
     """
 
@@ -96,7 +98,7 @@ class TrainConfig:
     validation_tiles: int = 64
     early_stopping_patience: int = 6
     panel_examples: int = 4
-    precision: str = "float32"
+    precision: str = "auto"
     seed: int = 0
 
 

@@ -32,10 +32,11 @@ class LocalBackend:
         tile: int | None = None,
         overlap: int | None = None,
         batch_size: int | None = None,
+        precision: str = "float32",
     ):
         from keras_unet_sr.prediction import Predictor, load_model
 
-        model = load_model_checked(model_path, load_model)
+        model = load_model_checked(model_path, lambda path: load_model(path, precision))
         try:
             self.predictor = Predictor(
                 model, tile=tile, overlap=overlap, batch_size=batch_size
@@ -47,7 +48,7 @@ class LocalBackend:
         self.description = f"model {model_path}"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        return self.predictor(image.astype(np.float32))
+        return self.predictor(image)
 
 
 class ServerBackend:

@@ -36,10 +36,11 @@ def percentile_range(
     """
     images = tf.convert_to_tensor(images)
     batch = tf.shape(images)[0]
-    flat = tf.reshape(tf.cast(images, tf.float32), (batch, -1))
+    flat = tf.reshape(images, (batch, -1))
     count = tf.shape(flat)[1]
     stride = tf.maximum(1, (count + max_samples - 1) // max_samples)
-    flat = tf.sort(flat[:, ::stride], axis=-1)
+    # Subsample before casting: never a float copy of a whole large image.
+    flat = tf.sort(tf.cast(flat[:, ::stride], tf.float32), axis=-1)
     last = tf.cast(tf.shape(flat)[1] - 1, tf.float32)
 
     def at(q):

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_unet_sr.frames import select_frames
+from keras_unet_sr.precision import resolve_precision
 from keras_unet_sr.tiling import TilingPlan, plan_for_model, tiled_predict
 from keras_unet_sr.unet import SuperResolutionUNet
 
@@ -39,12 +40,19 @@ class Predictor:
         self.plan: TilingPlan = plan_for_model(
             model, tile=tile, overlap=overlap, batch_size=batch_size
         )
-        self.graph_fn = tf.function(
-            self.predict_graph,
-            input_signature=[tf.TensorSpec((None, None, None, None), tf.float32)],
-            jit_compile=jit_compile,
-            reduce_retracing=True,
-        )
+        self.jit_compile = jit_compile
+        self._graph_fns: dict[tf.DType, tf.types.experimental.GenericFunction] = {}
+
+    def graph_fn(self, images: tf.Tensor) -> tf.Tensor:
+        """`predict_graph`, traced once per input dtype for any shape: camera
+        data stays uint16 (half the memory of float32) until each tile is
+        cast, and a new image size never retraces."""
+        if images.dtype not in self._graph_fns:
+            spec = tf.TensorSpec((None, None, None, None), images.dtype)
+            self._graph_fns[images.dtype] = tf.function(
+                self.predict_graph, input_signature=[spec], jit_compile=self.jit_compile
+            )
+        return self._graph_fns[images.dtype](images)
 
     def predict_graph(self, images: tf.Tensor) -> tf.Tensor:
         """Raw `(B, H, W, F)` stacks -> `(B, s*H, s*W, C)` in input units."""
@@ -53,17 +61,38 @@ class Predictor:
         return tiled_predict(model, images, self.plan, model.percentiles)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        """Predict one `(H, W, F)` image or a `(B, H, W, F)` batch (numpy)."""
-        image = np.asarray(image, dtype=np.float32)
+        """Predict one `(H, W, F)` image or a `(B, H, W, F)` batch (numpy).
+
+        uint8, uint16 and float32 images go into the graph as they are;
+        other types are converted to float32 first.
+        """
+        image = np.asarray(image)
+        if image.dtype not in (np.uint8, np.uint16, np.float32):
+            image = image.astype(np.float32)
         single = image.ndim == 3
         batch = image[np.newaxis] if single else image
         output = self.graph_fn(tf.constant(batch)).numpy()
         return output[0] if single else output
 
 
-def load_model(path: str) -> SuperResolutionUNet:
-    """Load a `model.keras` in safe mode, without the training state."""
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+def load_model(path: str, precision: str = "float32") -> SuperResolutionUNet:
+    """Load a `model.keras` in safe mode, without the training state, to
+    compute in `precision` (float32 by default: exact and portable, whatever
+    precision it was trained in)."""
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    return with_precision(model, precision)
+
+
+def with_precision(model: SuperResolutionUNet, precision: str) -> SuperResolutionUNet:
+    """The same model (same float32 weights) computing in `precision`."""
+    precision = resolve_precision(precision)
+    config = model.get_config()
+    if keras.dtype_policies.get(config["dtype"]).name == precision:
+        return model
+    config["dtype"] = precision
+    clone = type(model).from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def bicubic_baseline(image: np.ndarray, model: SuperResolutionUNet) -> np.ndarray:

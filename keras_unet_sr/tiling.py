@@ -9,10 +9,12 @@ How an image of any size becomes tiles and back:
   index is computed arithmetically, so it works for any pad size, even
   for a 1-pixel image, and no padded copy of the image is ever made: each
   tile is gathered straight from the original pixels.
-* Tiles of side `tile` start every `tile - overlap` pixels. Strides are
-  multiples of `2**depth`, so the pooling grid of every tile lines up with
-  the whole image's and a tile computes exactly what the whole image would
-  wherever it sees `halo` pixels of context.
+* Along each axis, as few tiles as the maximum side `tile` allows, each
+  shrunk to just cover the image (so a finite image wastes little), start
+  every `side - overlap` pixels. Strides are multiples of `2**depth`, so the
+  pooling grid of every tile lines up with the whole image's and a tile
+  computes exactly what the whole image would wherever it sees `halo`
+  pixels of context.
 * Tiles go through the model `batch_size` at a time in a `tf.while_loop`,
   so activation memory is bounded by the tile batch, not the image.
 * Each tile output is weighted by a separable window that is `eps` in the
@@ -32,10 +34,14 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from keras_unet_sr.normalization import denormalize, percentile_range, safe_scale
+from keras_unet_sr.normalization import percentile_range, safe_scale
 
-DEFAULT_TILE = 256
-DEFAULT_TILE_BATCH = 4
+# Chosen by measurement (benchmarks/run.py --sweep, 2-core CPU): 768-pixel
+# tiles one at a time reached 0.88 of the untiled model's throughput on
+# 2048 x 2048 x 9 images and kept `predict` on 4096 x 4096 x 9 at 2.55 GiB;
+# 256-pixel tiles reached 0.65, larger batches of tiles were slower.
+DEFAULT_TILE = 768
+DEFAULT_TILE_BATCH = 1
 # Weight of a tile's guard band: small enough that a pixel seen without full
 # context contributes < 1e-4 of its error, large enough to divide by.
 WINDOW_FLOOR = 1e-4
@@ -142,14 +148,22 @@ class _Axis:
     def __init__(self, length: tf.Tensor, plan: TilingPlan):
         full = length + 2 * plan.guard
         single = full <= plan.tile
-        multiple = plan.multiple
+        multiple, overlap = plan.multiple, plan.overlap
+
+        def round_up(value):
+            return (value + multiple - 1) // multiple * multiple
+
+        # As few tiles as `plan.tile` allows, each then shrunk to just cover
+        # the image: a 1024-pixel side takes 3 tiles of 400, not 3 of 512.
+        # The stride stays a multiple of the pooling factor and >= overlap.
+        count = (full - overlap + plan.tile - overlap - 1) // (plan.tile - overlap)
+        count = tf.maximum(count, 1)  # single-tile images: not used, but finite
+        needed = (full - overlap + count - 1) // count
+        stride = round_up(tf.maximum(needed, overlap))
         # An image smaller than a tile gets one tile just big enough.
-        self.tile = tf.where(
-            single, (full + multiple - 1) // multiple * multiple, plan.tile
-        )
-        stride = plan.tile - plan.overlap
-        self.count = tf.where(single, 1, (full - plan.overlap + stride - 1) // stride)
-        self.overlap = tf.where(single, 0, plan.overlap)
+        self.count = tf.where(single, 1, count)
+        self.overlap = tf.where(single, 0, overlap)
+        self.tile = tf.where(single, round_up(full), stride + overlap)
         self.stride = self.tile - self.overlap
         padded = self.count * self.stride + self.overlap
         self.source = _mirror(tf.range(padded) - plan.guard, length)
@@ -194,6 +208,14 @@ def _overlap_add(tiles: tf.Tensor, stride: tf.Tensor, overlap: tf.Tensor) -> tf.
     return tf.concat([body, tail[:, -1]], axis=1)
 
 
+def _summed_window(axis: _Axis, scale: int) -> tf.Tensor:
+    """The sum of all tiles' windows along one axis, `(n*stride+overlap,)`."""
+    repeated = tf.tile(
+        axis.window[tf.newaxis, tf.newaxis, :, tf.newaxis], (1, axis.count, 1, 1)
+    )
+    return _overlap_add(repeated, axis.stride * scale, axis.overlap * scale)[0, :, 0]
+
+
 def tiled_predict(
     model: Callable[[tf.Tensor], tf.Tensor],
     images: tf.Tensor,
@@ -202,9 +224,18 @@ def tiled_predict(
 ) -> tf.Tensor:
     """Predict whole images of any size through overlapping tiles.
 
+    The image is never copied whole: tiles are gathered from it (and cast to
+    float32) one batch at a time. Outputs are assembled row by row: a row
+    of tiles is blended horizontally into a strip, its top overlap is added
+    to the bottom of the previous strip (carried over), and the finished
+    rows are weighted, cropped and de-normalized at once. Besides the input
+    and the output, memory holds one row of tile outputs and the model's
+    activations for `plan.batch_size` tiles.
+
     Args:
         model: Callable mapping `(k, t, t, frames)` normalized tiles to
-            `(k, scale*t, scale*t, C)` (e.g. a `SuperResolutionUNet`).
+            `(k, scale*t, scale*t, C)` (e.g. a `SuperResolutionUNet`, whose
+            `out_channels` gives `C`).
         images: `(B, H, W, frames)` raw images of any real dtype and size.
         plan: Tile geometry from `plan_tiling`/`plan_for_model`.
         percentiles: Per-image normalization percentiles (the model's);
@@ -222,62 +253,78 @@ def tiled_predict(
         high = tf.ones((batch, 1, 1, 1))
     else:
         low, high = percentile_range(images, percentiles)
-    inverse_scale = 1.0 / safe_scale(low, high)
-
-    rows, cols = _Axis(height, plan), _Axis(width, plan)
-    per_image = rows.count * cols.count
-    total = batch * per_image
-    window = rows.window[:, tf.newaxis, tf.newaxis] * cols.window[:, tf.newaxis]
-    k = plan.batch_size
-
-    def predict_batch(start, outputs):
-        ids = tf.minimum(start + tf.range(k), total - 1)  # last batch repeats
-        b = ids // per_image
-        iy = (ids // cols.count) % rows.count
-        ix = ids % cols.count
-        ys = tf.gather(rows.tile_source, iy)[:, :, tf.newaxis]
-        xs = tf.gather(cols.tile_source, ix)[:, tf.newaxis, :]
-        bs = b[:, tf.newaxis, tf.newaxis]
-        ys, xs, bs = (tf.broadcast_to(t, tf.shape(ys + xs + bs)) for t in (ys, xs, bs))
-        tiles = tf.gather_nd(images, tf.stack([bs, ys, xs], axis=-1))
-        tiles = (tf.cast(tiles, tf.float32) - tf.gather(low, b)) * tf.gather(
-            inverse_scale, b
-        )
-        predicted = tf.cast(model(tiles, training=False), tf.float32) * window
-        valid = tf.minimum(k, total - start)
-        return start + k, outputs.write(start // k, predicted[:valid])
-
-    outputs = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
-    _, outputs = tf.while_loop(
-        lambda start, _: start < total,
-        predict_batch,
-        (tf.constant(0), outputs),
-        parallel_iterations=1,
-    )
-    tiles = outputs.concat()  # (total, U_y, U_x, C)
+    scale = safe_scale(low, high)
 
     s = plan.scale
-    size_y, size_x = rows.tile * s, cols.tile * s
-    channels = tf.shape(tiles)[-1]
-    # Overlap-add along x: (B*ny*Uy, nx, Ux, C) -> (B*ny*Uy, Lx, C).
-    tiles = tf.reshape(tiles, (batch, rows.count, cols.count, size_y, size_x, channels))
-    tiles = tf.transpose(tiles, (0, 1, 3, 2, 4, 5))
-    tiles = tf.reshape(tiles, (-1, cols.count, size_x, channels))
-    strips = _overlap_add(tiles, cols.stride * s, cols.overlap * s)
-    # Overlap-add along y: (B, ny, Uy, Lx*C) -> (B, Ly, Lx*C).
-    length_x = tf.shape(strips)[1]
-    strips = tf.reshape(strips, (batch, rows.count, size_y, length_x * channels))
-    canvas = _overlap_add(strips, rows.stride * s, rows.overlap * s)
-    canvas = tf.reshape(canvas, (batch, -1, length_x, channels))
+    channels = getattr(model, "out_channels", 1)
+    rows, cols = _Axis(height, plan), _Axis(width, plan)
+    window = rows.window[:, tf.newaxis, tf.newaxis] * cols.window[:, tf.newaxis]
+    # Horizontal: blended strips are cropped to the image's columns at once.
+    first_col, out_width = plan.guard * s, width * s
+    weight_x = _summed_window(cols, s)[first_col : first_col + out_width]
+    # Vertical: each strip finishes `stride` rows; its last `overlap` rows
+    # wait for the next strip's first ones.
+    weight_y = _summed_window(rows, s)
+    stride_y, overlap_y = rows.stride * s, rows.overlap * s
+    first_row, out_height = plan.guard * s, height * s
 
-    def summed_window(axis):
-        repeated = tf.tile(
-            axis.window[tf.newaxis, tf.newaxis, :, tf.newaxis], (1, axis.count, 1, 1)
+    def predict_strip(b, iy):
+        """Tiles of row `iy` of image `b`, blended into `(Uy, s*W, C)`."""
+        tile_rows = tf.gather(rows.tile_source, iy)
+
+        def predict_batch(start, parts):
+            ix = start + tf.range(tf.minimum(plan.batch_size, cols.count - start))
+            xs = tf.gather(cols.tile_source, ix)
+            grid = tf.stack([tf.shape(xs)[0], rows.tile, cols.tile])
+            index = tf.stack(
+                [
+                    tf.broadcast_to(b, grid),
+                    tf.broadcast_to(tile_rows[tf.newaxis, :, tf.newaxis], grid),
+                    tf.broadcast_to(xs[:, tf.newaxis, :], grid),
+                ],
+                axis=-1,
+            )
+            tiles = (tf.cast(tf.gather_nd(images, index), tf.float32) - low[b]) / scale[
+                b
+            ]
+            predicted = tf.cast(model(tiles, training=False), tf.float32) * window
+            return start + plan.batch_size, parts.write(
+                start // plan.batch_size, predicted
+            )
+
+        parts = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+        _, parts = tf.while_loop(
+            lambda start, _: start < cols.count,
+            predict_batch,
+            (tf.constant(0), parts),
+            parallel_iterations=1,
         )
-        return _overlap_add(repeated, axis.stride * s, axis.overlap * s)[0, :, 0]
+        row_tiles = tf.transpose(parts.concat(), (1, 0, 2, 3))  # (Uy, nx, Ux, C)
+        strip = _overlap_add(row_tiles, cols.stride * s, cols.overlap * s)
+        strip = strip[:, first_col : first_col + out_width]
+        return strip / weight_x[tf.newaxis, :, tf.newaxis]
 
-    weight = summed_window(rows)[:, tf.newaxis] * summed_window(cols)[tf.newaxis, :]
-    canvas = canvas / weight[tf.newaxis, :, :, tf.newaxis]
-    offset = plan.guard * s
-    canvas = canvas[:, offset : offset + height * s, offset : offset + width * s]
-    return denormalize(canvas, low, high)
+    def predict_row(r, carry, finished):
+        b, iy = r // rows.count, r % rows.count
+        strip = predict_strip(b, iy)
+        carry = tf.where(iy == 0, tf.zeros_like(carry), carry)
+        strip = tf.concat([strip[:overlap_y] + carry, strip[overlap_y:]], axis=0)
+        last = iy == rows.count - 1
+        done_rows = tf.where(last, rows.tile * s, stride_y)
+        start = iy * stride_y
+        done = strip[:done_rows] / weight_y[start : start + done_rows, None, None]
+        keep_from = tf.clip_by_value(first_row - start, 0, done_rows)
+        keep_to = tf.clip_by_value(first_row + out_height - start, 0, done_rows)
+        done = done[keep_from:keep_to] * scale[b] + low[b]  # de-normalize
+        carry = tf.ensure_shape(strip[stride_y:], (None, None, channels))
+        return r + 1, carry, finished.write(r, done)
+
+    carry = tf.zeros(tf.stack([overlap_y, out_width, channels]))
+    finished = tf.TensorArray(tf.float32, size=batch * rows.count, infer_shape=False)
+    _, _, finished = tf.while_loop(
+        lambda r, *_: r < batch * rows.count,
+        predict_row,
+        (tf.constant(0), carry, finished),
+        parallel_iterations=1,
+    )
+    return tf.reshape(finished.concat(), (batch, out_height, out_width, channels))

@@ -44,10 +44,9 @@ from keras_unet_sr.pipeline import (
     training_tiles,
     validation_tiles,
 )
+from keras_unet_sr.precision import resolve_precision
 from keras_unet_sr.prediction import Predictor, load_model
 from keras_unet_sr.unet import SuperResolutionUNet
-
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 class TrainingDiverged(UserError):
@@ -80,7 +79,7 @@ def build_model(config: FitConfig, frames: int, scale: int) -> SuperResolutionUN
         residual_interpolation=m.residual_interpolation,
         percentiles=m.percentiles,
         frame_subset=config.data.frame_subset,
-        dtype=config.train.precision,
+        dtype=resolve_precision(config.train.precision),
     )
 
 
@@ -95,8 +94,14 @@ def compile_model(model: keras.Model, config: FitConfig, total_steps: int) -> No
         warmup_target=t.lr if warmup else None,
         warmup_steps=warmup,
     )
+    optimizer = keras.optimizers.Adam(schedule)
+    if resolve_precision(t.precision) == "mixed_float16":
+        # float16 gradients underflow without loss scaling; Keras adds it
+        # only for models whose own policy is mixed, and the U-Net sets the
+        # policy per layer.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=optimizer,
         loss=SSIML1Loss(alpha=t.loss_alpha, multiscale=t.multiscale_ssim),
         metrics=[PSNR(), SSIM()],
     )
@@ -188,11 +193,7 @@ class TrainingData:
 
 
 def check_precision(config: FitConfig) -> None:
-    if config.train.precision not in PRECISIONS:
-        raise UserError(
-            f"--precision {config.train.precision}: "
-            f"choose one of {', '.join(PRECISIONS)}"
-        )
+    resolve_precision(config.train.precision)
 
 
 def load_training_data(config: FitConfig) -> TrainingData:

@@ -24,6 +24,9 @@ def fit_command(console_script, out, tfds_dir, *extra):
         "--smoke",
         "--batch",
         "4",
+        # float32: exact comparisons across strategies (bfloat16 sums round).
+        "--precision",
+        "float32",
         "--out",
         str(out),
         "--data-dir",

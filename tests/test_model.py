@@ -125,3 +125,18 @@ def test_mixed_precision_policy_keeps_float32_output(tmp_path, rng):
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SuperResolutionUNet(**kwargs)
+
+
+def test_a_mixed_precision_model_predicts_in_float32_by_default(tmp_path, rng):
+    from keras_unet_sr.prediction import load_model
+
+    model = tiny(frames=3, scale=2, dtype="mixed_bfloat16")
+    for variable in model.trainable_variables:
+        variable.assign(tf.random.normal(variable.shape, stddev=0.2))
+    model.save(tmp_path / "m.keras")
+    exact = load_model(str(tmp_path / "m.keras"))
+    assert exact.get_layer("down0_conv0").compute_dtype == "float32"
+    fast = load_model(str(tmp_path / "m.keras"), "mixed_bfloat16")
+    assert fast.get_layer("down0_conv0").compute_dtype == "bfloat16"
+    x = rng.random((1, 16, 16, 3), dtype=np.float32)
+    np.testing.assert_allclose(exact(x), fast(x), atol=0.05)

@@ -31,7 +31,8 @@ def test_tiled_matches_whole_image_on_interior_pixels(scale, rng):
     )
     plan = plan_for_model(model)  # the defaults
     assert plan.tile == DEFAULT_TILE
-    image = (rng.random((1, 520, 392, 3)) * 1000).astype(np.float32)
+    # Larger than one default tile both ways: the seams are exercised.
+    image = (rng.random((1, 1100, 820, 3)) * 1000).astype(np.float32)
     tiled = tiled_predict(model, image, plan, model.percentiles).numpy()
     normalized, low, high = percentile_normalize(image, model.percentiles)
     whole = model(normalized).numpy()
@@ -79,6 +80,27 @@ def test_frame_subset_models_take_the_full_raw_stack(rng):
     )
     with pytest.raises(tf.errors.InvalidArgumentError, match="frame"):
         predictor(stack[..., :7])
+
+
+def test_balanced_tiles_cover_finite_images_with_little_waste():
+    """As few tiles as the maximum side allows, shrunk to fit the image."""
+    from keras_unet_sr.tiling import _Axis
+
+    plan = plan_tiling(halo=28, multiple=4, scale=2, tile=512)
+    axis = _Axis(tf.constant(1024), plan)
+    assert int(axis.count) == 3  # 1024 + 2 * 28 guard needs 3 tiles of <= 512
+    assert int(axis.tile) == 400 and int(axis.tile) % 4 == 0
+    covered = int(axis.count) * int(axis.stride) + int(axis.overlap)
+    assert 1024 + 2 * 28 <= covered < 1024 + 2 * 28 + 3 * 4
+
+
+def test_raw_uint16_images_predict_like_their_float32_copies(rng):
+    model = trained_looking(SuperResolutionUNet(frames=2, scale=2, depth=1, filters=4))
+    predictor = Predictor(model, tile=64)
+    image = rng.integers(90, 4000, (70, 90, 2)).astype(np.uint16)
+    np.testing.assert_allclose(
+        predictor(image), predictor(image.astype(np.float32)), rtol=1e-6, atol=1e-3
+    )
 
 
 def test_batch_of_tiles_changes_nothing(rng):

@@ -252,7 +252,7 @@ def test_hyperband_continues_the_best_trials_from_their_checkpoints(tmp_path, tf
         (["--depth", "2", "--space", "depth=1,2"], "--depth and --space depth"),
         (["--space-file", "/no/such.json"], "--space-file /no/such.json: no such"),
         (["--tile", "34"], "--tile 34: must be a multiple of 4 (2**2, the largest"),
-        (["--strategy", "mirrored"], "tune trains each trial on one device"),
+        (["--strategy", "multiworker"], "tune supports default and mirrored"),
     ],
 )
 def test_bad_search_input_is_one_line_naming_the_option(argv, message, tmp_path):
@@ -292,3 +292,50 @@ def test_the_hypermodel_builds_fit_model_from_a_config_copy():
     config = hypermodel.config_for(hp.values)
     assert (config.model.depth, config.train.lr) == (2, hp.get("lr"))
     assert base.model.depth == 1  # the base config is not modified
+
+
+@pytest.mark.slow
+def test_a_trial_runs_under_mirrored_over_two_cpu_replicas(
+    tmp_path, tfds_dir, console_script
+):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            console_script,
+            "tune",
+            *TINY,
+            "--tuner",
+            "random",
+            "--max-trials",
+            "1",
+            "--epochs",
+            "1",
+            "--batch",
+            "4",
+            "--strategy",
+            "mirrored",
+            "--cpu-replicas",
+            "2",
+            "--data-dir",
+            tfds_dir,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "best_config.json").exists()
+    assert trial_json(out, "0")["status"] == "COMPLETED"
+
+
+def test_the_cli_turns_bad_search_input_into_exit_2(tmp_path, capsys):
+    from keras_unet_sr.cli import main
+
+    code = main(["tune", *TINY, "--space", "foo=1", "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("keras-unet-sr tune: error: --space foo=1") and "\n" not in err
+    )

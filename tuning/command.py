@@ -75,22 +75,29 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_tune(args: argparse.Namespace) -> int:
-    from keras_unet_sr.cli import config_from_args
+    from keras_unet_sr.cli import config_from_args, strategy_from_args
     from keras_unet_sr.errors import UserError
     from keras_unet_sr.tuning.search import run_search
 
-    if args.strategy != "default" or args.cpu_replicas:
+    if args.strategy == "multiworker":
+        # keras-tuner distributes a search by running trials in parallel on
+        # its own chief/worker processes (KERASTUNER_TUNER_ID), not by
+        # MultiWorkerMirroredStrategy inside a trial.
         raise UserError(
-            "--strategy/--cpu-replicas: tune trains each trial on one device"
+            "--strategy multiworker: tune supports default and mirrored; run "
+            "parallel trials with keras-tuner's KERASTUNER_* variables instead"
         )
     config = config_from_args(args)
+    space = space_from_args(args, config)
+    strategy = strategy_from_args(args) if args.strategy == "mirrored" else None
     run_search(
         config,
-        space_from_args(args, config),
+        space,
         args.out,
         tuner=args.tuner,
         max_trials=args.max_trials,
         epochs=args.trial_epochs,
+        distribution_strategy=strategy,
     )
     return 0
 
