@@ -1,11 +1,14 @@
-"""Measurements behind `benchmarks/run.py`: each returns plain numbers.
+"""Measurements behind `benchmarks/run.py`; each returns plain numbers.
 
-Every figure is taken in the calling process (or a child it starts) on this
-machine, so the ratios between them are like for like.
+`run.py` calls every measurement in a fresh process (`python measure.py
+TASK JSON`, printing one `RESULT {...}` line): on this 2-core VM, a second
+model trained in the same process ran up to 40 % slower than the first,
+so measurements in one long-lived process would not compare like for like.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -106,16 +109,20 @@ def training_throughput(
 
 
 def pipeline_throughput(
-    dataset: tf.data.Dataset, batch: int, batches: int = 60
-) -> float:
-    """Tiles per second the input pipeline delivers on its own."""
+    dataset: tf.data.Dataset, batch: int, first_pass_batches: int, batches: int = 200
+) -> tuple[float, float]:
+    """Tiles per second the input pipeline delivers on its own: during the
+    first pass over the images (decoding and normalizing each, filling the
+    cache) and afterwards (tiles cut from cached images)."""
     iterator = iter(dataset)
-    for _ in range(5):  # fill caches and prefetch buffers
+    start = time.perf_counter()
+    for _ in range(first_pass_batches):
         next(iterator)
+    first = first_pass_batches * batch / (time.perf_counter() - start)
     start = time.perf_counter()
     for _ in range(batches):
         next(iterator)
-    return batches * batch / (time.perf_counter() - start)
+    return first, batches * batch / (time.perf_counter() - start)
 
 
 # === inference ===
@@ -163,15 +170,30 @@ def predict_peak_rss(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    _, status, usage = os.wait4(process.pid, 0)
+    peak = _watch_peak_rss(process)
     seconds = time.perf_counter() - start
-    if status != 0:
+    if process.returncode != 0:
         raise RuntimeError(process.stderr.read().decode()[-2000:])
-    return {
-        "peak_rss": usage.ru_maxrss * 1024,  # Linux reports KiB
-        "input_bytes": image.nbytes,
-        "seconds": seconds,
-    }
+    return {"peak_rss": peak, "input_bytes": image.nbytes, "seconds": seconds}
+
+
+def _watch_peak_rss(process: subprocess.Popen, interval: float = 0.02) -> int:
+    """The child's peak RSS in bytes, from /proc/PID/status VmHWM.
+
+    Not `wait4`'s `ru_maxrss`: that high-water mark survives `exec`, so a
+    child forked from a large process reports the parent's size.
+    """
+    peak = 0
+    status = Path(f"/proc/{process.pid}/status")
+    while process.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(interval)
+    return peak
 
 
 def scratch_dir() -> Path:
@@ -182,23 +204,30 @@ def scratch_dir() -> Path:
 
 
 def serving_round_trips(
-    model: SuperResolutionUNet, sizes: list[int], workdir: Path, **tiling
+    model: SuperResolutionUNet,
+    sizes: list[int],
+    workdir: Path,
+    server_env: dict | None = None,
+    **tiling,
 ) -> list[dict]:
-    """Seconds per image: the bundle's `serving_default` called in-process,
-    and a gRPC round trip to `keras-unet-sr serve` (a child process) on
-    loopback, for square images of each size."""
+    """Seconds per image: the bundle's signature called in-process, and a
+    gRPC round trip to `keras-unet-sr serve` (a child process) on loopback,
+    for square camera-like images of each size, sent as float32
+    (`serving_default`) and as uint16 (`predict_uint16`)."""
     from keras_unet_sr.export.grpc_client import ServingClient
     from keras_unet_sr.export.saved_model_bundle import export_bundle
 
     base = workdir / "serving" / "bench"
-    version = export_bundle(model, base, warmup_sizes=((256, 256),), **tiling)
-    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    if not base.exists():
+        export_bundle(model, base, warmup_sizes=((256, 256),), **tiling)
+    loaded = tf.saved_model.load(str(base / "1"))
     script = os.path.join(os.path.dirname(sys.executable), "keras-unet-sr")
     server = subprocess.Popen(
         [script, "serve", str(base), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, **(server_env or {})},
     )
     try:
         address = server.stdout.readline().split(" on ")[1].split(" ")[0]
@@ -206,19 +235,131 @@ def serving_round_trips(
         rows = []
         for size in sizes:
             rng = np.random.default_rng(size)
-            image = (100 + rng.gamma(2.0, 40.0, (size, size, model.frames))).astype(
-                np.float32
+            camera = (100 + rng.gamma(2.0, 40.0, (size, size, model.frames))).astype(
+                np.uint16
             )
-            local = best_time(
-                lambda image=image: serve(image=tf.constant(image))["sr_image"].numpy(),
-                repeats=2,
-            )
-            remote = best_time(
-                lambda image=image: client.predict({"image": image}), repeats=2
-            )
-            rows.append({"size": size, "in_process_s": local, "grpc_s": remote})
+            for signature, image in (
+                ("serving_default", camera.astype(np.float32)),
+                ("predict_uint16", camera),
+            ):
+                serve = loaded.signatures[signature]
+                local = best_time(
+                    lambda serve=serve, image=image: serve(image=tf.constant(image))[
+                        "sr_image"
+                    ].numpy(),
+                    repeats=2,
+                )
+                remote = best_time(
+                    lambda image=image, signature=signature: client.predict(
+                        {"image": image}, signature_name=signature
+                    ),
+                    repeats=2,
+                )
+                rows.append(
+                    {
+                        "size": size,
+                        "dtype": str(image.dtype),
+                        "in_process_s": local,
+                        "grpc_s": remote,
+                    }
+                )
         client.close()
         return rows
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+# === child-process entry point ===
+
+
+def default_model(precision: str = "float32") -> SuperResolutionUNet:
+    """The quick-start architecture (FitConfig defaults, 9 frames, x2)."""
+    from keras_unet_sr.config import FitConfig
+    from keras_unet_sr.training import build_model
+
+    config = FitConfig()
+    config.train.precision = precision
+    keras.utils.set_random_seed(0)
+    model = build_model(config, 9, 2)
+    keras.config.set_dtype_policy("float32")
+    return model
+
+
+def task_ceiling(dtype: str) -> dict:
+    flops, shape = conv_ceiling(dtype)
+    return {"flops": flops, "shape": shape}
+
+
+def task_training(precision: str, jit: bool = False) -> dict:
+    from keras_unet_sr.config import FitConfig
+    from keras_unet_sr.training import compile_model
+
+    config = FitConfig()
+    config.train.precision = precision
+    t = config.train
+    model = default_model(precision)
+
+    def compile_fn(m):
+        compile_model(m, config, 1000)
+        m.jit_compile = jit
+
+    tiles_s = training_throughput(model, compile_fn, t.tile, t.batch)
+    return {
+        "tiles_s": tiles_s,
+        "flops_tile": 3 * forward_flops(model, t.tile),
+        "tile": t.tile,
+        "batch": t.batch,
+    }
+
+
+def task_pipeline() -> dict:
+    from keras_unet_sr.config import FitConfig
+    from keras_unet_sr.training import load_training_data
+
+    config = FitConfig()
+    t = config.train
+    data = load_training_data(config)
+    images = data.data.builder.info.splits["train"].num_examples
+    first_pass = -(-images * t.tiles_per_image // t.batch)
+    first, steady = pipeline_throughput(data.train_tiles(t.batch), t.batch, first_pass)
+    return {"first": first, "steady": steady}
+
+
+def task_inference(size: int, precision: str = "float32", **tiling) -> dict:
+    model = default_model(precision)
+    result = inference_throughputs(model, size, **tiling)
+    result["flops_px"] = forward_flops(model, 64) / (64 * 64 * model.scale**2)
+    return result
+
+
+def task_serving(sizes: list[int]) -> dict:
+    from keras_unet_sr.export.serving_protocol import tune_malloc_for_large_messages
+
+    tune_malloc_for_large_messages()  # as `predict --server` does
+    return {"rows": serving_round_trips(default_model(), sizes, scratch_dir())}
+
+
+def task_memory(size: int) -> dict:
+    workdir = scratch_dir()
+    model = default_model()
+    model.save(workdir / "model.keras")
+    row = predict_peak_rss(str(workdir / "model.keras"), size, model.frames, workdir)
+    row["output_bytes"] = (size * model.scale) ** 2 * 4
+    return row
+
+
+TASKS = {
+    "ceiling": task_ceiling,
+    "training": task_training,
+    "pipeline": task_pipeline,
+    "inference": task_inference,
+    "serving": task_serving,
+    "memory": task_memory,
+}
+
+
+if __name__ == "__main__":
+    task, arguments = sys.argv[1], json.loads(sys.argv[2])
+    result = TASKS[task](**arguments)
+    print("RESULT " + json.dumps(result), flush=True)

@@ -1,179 +1,178 @@
 """keras-unet-sr benchmarks: one entry point, figures and ratios from one run.
 
     python benchmarks/run.py            # compute, training, pipeline,
-                                        # inference, serving, memory
+                                        # inference, serving, memory (~6 min)
     python benchmarks/run.py --sweep    # + tile/batch and precision/XLA sweeps
     python benchmarks/run.py --quality  # + fixed-budget training quality
     python benchmarks/run.py --only compute,training
 
-Everything is measured in this process or children it starts, on this
-machine, so every ratio compares like with like. Goals print as pass/short.
-Nothing here is a test: timings vary with the machine and its load.
+Every figure is measured on this machine in this run, each in a fresh child
+process (see measure.py), repeated `--repeats` times, best kept. Ratios
+therefore compare like with like. Goals print as pass/short. Nothing here
+is a test: timings vary with the machine and its load.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-import keras
-import measure
-import tensorflow as tf
-
-from keras_unet_sr.config import FitConfig
-from keras_unet_sr.training import build_model, compile_model
-
+HERE = Path(__file__).resolve().parent
 SECTIONS = ("compute", "training", "inference", "serving", "memory")
 GOALS = {
-    "training": 0.70,  # achieved / ceiling
+    "training": 0.70,  # achieved FLOP/s / the convolution ceiling
     "pipeline": 5.0,  # pipeline tiles/s / training tiles/s
-    "tiled": 0.80,  # tiled / untiled throughput
-    "grpc": 1.15,  # round trip / in-process at 2048
+    "tiled": 0.80,  # tiled / untiled throughput on the same image
+    "grpc": 1.15,  # round trip / in-process at 2048 x 2048
 }
 GIB = 1 << 30
+INDENT = " " * 17
 
 
 def verdict(ok: bool) -> str:
     return "pass" if ok else "short"
 
 
-def default_model(config: FitConfig, frames: int = 9, scale: int = 2):
-    keras.utils.set_random_seed(0)
-    return build_model(config, frames, scale)
+def child(task: str, repeats: int = 1, best: str = "max", **arguments) -> dict:
+    """Run `measure.py TASK` in fresh processes; keep the best of `repeats`
+    (per numeric key: the largest, or the smallest with `best="min"`)."""
+    results = []
+    for _ in range(repeats):
+        output = subprocess.run(
+            [sys.executable, str(HERE / "measure.py"), task, json.dumps(arguments)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = [
+            line for line in output.stdout.splitlines() if line.startswith("RESULT ")
+        ]
+        if output.returncode != 0 or not lines:
+            raise RuntimeError(f"{task} failed:\n{output.stderr[-3000:]}")
+        results.append(json.loads(lines[-1][len("RESULT ") :]))
+    pick = max if best == "max" else min
+    merged = dict(results[0])
+    for key, value in merged.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            merged[key] = pick(r[key] for r in results)
+    return merged
 
 
-def section_compute(report: dict) -> None:
-    ceiling, shape = measure.conv_ceiling()
-    report["ceiling"] = ceiling
-    print(f"compute ceiling  3x3 conv {shape}, float32: {ceiling / 1e9:8.1f} GFLOP/s")
+def section_compute(report: dict, repeats: int) -> None:
+    for dtype, name in (("float32", "float32"), ("bfloat16", "mixed_bfloat16")):
+        result = child("ceiling", repeats, dtype=dtype)
+        report[f"ceiling_{name}"] = result["flops"]
+        print(
+            f"compute ceiling  3x3 conv {result['shape']}, {dtype:8s}: "
+            f"{result['flops'] / 1e9:7.1f} GFLOP/s"
+        )
 
 
-def section_training(report: dict, config: FitConfig) -> None:
-    t = config.train
-    model = default_model(config)
-    flops_tile = 3 * measure.forward_flops(model, t.tile)  # forward + backward
-    tiles_s = measure.training_throughput(
-        model, lambda m: compile_model(m, config, 1000), t.tile, t.batch
-    )
-    achieved = flops_tile * tiles_s
-    fraction = achieved / report["ceiling"]
-    report.update(train_tiles_s=tiles_s, train_flops=achieved)
+def section_training(report: dict, repeats: int) -> None:
+    from keras_unet_sr.precision import resolve_precision
+
+    default = resolve_precision("auto")
+    for precision in dict.fromkeys(("float32", default)):
+        result = child("training", repeats, precision=precision)
+        achieved = result["tiles_s"] * result["flops_tile"]
+        fraction = achieved / report[f"ceiling_{precision}"]
+        report[f"train_{precision}"] = result["tiles_s"]
+        print(
+            f"training         {precision:14s} quick-start model (depth 2, 32 filters, "
+            f"9 frames, x2), tile {result['tile']}, batch {result['batch']}:\n"
+            f"{INDENT}{result['tiles_s']:6.1f} tiles/s x "
+            f"{result['flops_tile'] / 1e9:.2f} GFLOP/tile = {achieved / 1e9:6.1f} "
+            f"GFLOP/s = {fraction:5.1%} of the {precision} ceiling  "
+            f"[goal >= {GOALS['training']:.0%}: "
+            f"{verdict(fraction >= GOALS['training'])}]"
+        )
+    consumed = report[f"train_{default}"]
+    result = child("pipeline", 1)
+    for label, key in (("first pass", "first"), ("cached", "steady")):
+        ratio = result[key] / consumed
+        print(
+            f"input pipeline   synthetic:sim9, {label:10s}: {result[key]:7.1f} "
+            f"tiles/s = {ratio:5.1f}x what {default} training consumes  "
+            f"[goal >= {GOALS['pipeline']:.0f}x: "
+            f"{verdict(ratio >= GOALS['pipeline'])}]"
+        )
+
+
+def section_inference(report: dict, size: int, repeats: int) -> None:
+    result = child("inference", repeats, size=size)
+    tiled, untiled = result["tiled_mpx_s"], result["untiled_mpx_s"]
+    ratio = tiled / untiled
+    megapixels = (2 * size) ** 2 / 1e6
+    flops = untiled * 1e6 * result["flops_px"]
     print(
-        f"training         depth {config.model.depth}, {config.model.filters} filters, "
-        f"9 frames, x2, tile {t.tile}, batch {t.batch}: {tiles_s:6.1f} tiles/s x "
-        f"{flops_tile / 1e9:.2f} GFLOP/tile = {achieved / 1e9:6.1f} GFLOP/s = "
-        f"{fraction:5.1%} of ceiling  [goal >= {GOALS['training']:.0%}: "
-        f"{verdict(fraction >= GOALS['training'])}]"
-    )
-    from keras_unet_sr.training import load_training_data
-
-    data = load_training_data(config)
-    pipeline_s = measure.pipeline_throughput(data.train_tiles(t.batch), t.batch)
-    ratio = pipeline_s / tiles_s
-    print(
-        f"input pipeline   synthetic:sim9 tiles alone: {pipeline_s:8.1f} tiles/s = "
-        f"{ratio:5.1f}x what training consumes  [goal >= {GOALS['pipeline']:.0f}x: "
-        f"{verdict(ratio >= GOALS['pipeline'])}]"
-    )
-
-
-def section_inference(report: dict, config: FitConfig, size: int) -> None:
-    model = default_model(config)
-    result = measure.inference_throughputs(model, size)
-    ratio = result["tiled_mpx_s"] / result["untiled_mpx_s"]
-    flops_px = measure.forward_flops(model, 64) / (64 * 64 * model.scale**2)
-    untiled_fraction = result["untiled_mpx_s"] * 1e6 * flops_px / report["ceiling"]
-    print(
-        f"inference        {size}x{size}x9 -> {size * 2}x{size * 2}: tiled "
-        f"{result['tiled_mpx_s']:6.3f} Mpx/s ({result['tiled_s']:.1f} s), untiled "
-        f"{result['untiled_mpx_s']:6.3f} Mpx/s ({result['untiled_s']:.1f} s) = "
-        f"{ratio:5.1%}  [goal >= {GOALS['tiled']:.0%}: "
-        f"{verdict(ratio >= GOALS['tiled'])}]"
+        f"inference        float32, {size}x{size}x9 -> {2 * size}x{2 * size}: tiled "
+        f"{tiled:5.2f} Mpx/s ({megapixels / tiled:.1f} s), untiled {untiled:5.2f} "
+        f"Mpx/s ({megapixels / untiled:.1f} s) = {ratio:5.1%}  "
+        f"[goal >= {GOALS['tiled']:.0%}: {verdict(ratio >= GOALS['tiled'])}]"
     )
     print(
-        f"{'':17s}untiled model at {untiled_fraction:5.1%} of the conv ceiling; "
-        f"overlap overhead in theory {result['overhead_theory']:.2f}x pixels"
+        f"{INDENT}untiled model at {flops / 1e9:.0f} GFLOP/s = "
+        f"{flops / report['ceiling_float32']:5.1%} of the float32 conv ceiling; "
+        f"default tiles compute {result['overhead_theory']:.2f}x the pixels"
     )
 
 
-def section_serving(config: FitConfig, sizes: list[int], workdir: Path) -> None:
-    model = default_model(config)
-    for row in measure.serving_round_trips(model, sizes, workdir):
+def section_serving(repeats: int) -> None:
+    result = child("serving", 1, sizes=[1024, 2048])
+    for row in result["rows"]:
         ratio = row["grpc_s"] / row["in_process_s"]
+        goal = ""
+        if row["size"] >= 2048:
+            goal = f"  [goal <= {GOALS['grpc']}x: {verdict(ratio <= GOALS['grpc'])}]"
+        print(
+            f"serving          {row['size']}x{row['size']}x9 {row['dtype']:7s}: "
+            f"in-process {row['in_process_s']:5.2f} s, gRPC round trip "
+            f"{row['grpc_s']:5.2f} s = {ratio:5.3f}x{goal}"
+        )
+
+
+def section_memory() -> None:
+    for size in (2048, 4096):
+        row = child("memory", 1, size=size)
+        budget = 3 * (row["input_bytes"] + row["output_bytes"]) + GIB
         goal = (
-            f"  [goal <= {GOALS['grpc']}x: {verdict(ratio <= GOALS['grpc'])}]"
-            if row["size"] >= 2048
-            else ""
+            f"  [goal <= {budget / GIB:.2f} GiB: {verdict(row['peak_rss'] <= budget)}]"
         )
         print(
-            f"serving          {row['size']}x{row['size']}x9: in-process "
-            f"{row['in_process_s']:6.2f} s, gRPC round trip {row['grpc_s']:6.2f} s = "
-            f"{ratio:5.3f}x{goal}"
+            f"memory           predict {size}x{size}x9 uint16 -> float32: peak RSS "
+            f"{row['peak_rss'] / GIB:4.2f} GiB (input {row['input_bytes'] / GIB:.2f} + "
+            f"output {row['output_bytes'] / GIB:.2f} GiB), {row['seconds']:.0f} s"
+            + (goal if size == 4096 else "")
         )
 
 
-def section_memory(config: FitConfig, sizes: list[int], workdir: Path) -> None:
-    model = default_model(config)
-    path = workdir / "model.keras"
-    model.save(path)
-    for size in sizes:
-        row = measure.predict_peak_rss(str(path), size, 9, workdir)
-        output_bytes = (size * model.scale) ** 2 * 4
-        budget = 3 * (row["input_bytes"] + output_bytes) + GIB
-        print(
-            f"memory           predict {size}x{size}x9 uint16: peak RSS "
-            f"{row['peak_rss'] / GIB:5.2f} GiB (input {row['input_bytes'] / GIB:.2f} "
-            f"+ output {output_bytes / GIB:.2f} GiB; budget {budget / GIB:.2f} GiB) "
-            f"in {row['seconds']:.0f} s  [{verdict(row['peak_rss'] <= budget)}]"
-        )
-
-
-def section_sweep(report: dict, config: FitConfig, size: int) -> None:
-    """Tile/batch defaults and precision/XLA, chosen by measurement."""
-    model = default_model(config)
-    print(f"sweep            tiled inference on {size}x{size}x9 (Mpx/s of output):")
-    for tile in (128, 256, 384, 512):
-        for batch in (1, 4):
-            result = measure.inference_throughputs(
-                model, size, tile=tile, batch_size=batch
-            )
+def section_sweep(size: int) -> None:
+    print(
+        f"sweep            float32 tiled inference, {size}x{size}x9 (Mpx/s of output):"
+    )
+    for tile in (256, 512, 768, 1024):
+        for batch in (1, 2):
+            result = child("inference", 1, size=size, tile=tile, batch_size=batch)
+            ratio = result["tiled_mpx_s"] / result["untiled_mpx_s"]
             print(
-                f"                 tile {tile:3d}, batch {batch}: "
-                f"{result['tiled_mpx_s']:6.3f} Mpx/s (overlap overhead "
+                f"{INDENT}tile {tile:4d}, batch {batch}: {result['tiled_mpx_s']:5.2f} "
+                f"Mpx/s = {ratio:5.1%} of untiled (overlap overhead "
                 f"{result['overhead_theory']:.2f}x)"
             )
-    t = config.train
     print("sweep            training tiles/s by precision and XLA:")
     for precision in ("float32", "mixed_bfloat16", "mixed_float16"):
         for jit in (False, True):
-            policy = keras.config.dtype_policy()
-            sweep_config = FitConfig.from_dict(config.to_dict())
-            sweep_config.train.precision = precision
-            model = default_model(sweep_config)
-
-            def compile_fn(m, c=sweep_config, jit=jit):
-                compile_model(m, c, 1000)
-                m.jit_compile = jit
-
             try:
-                tiles_s = measure.training_throughput(
-                    model, compile_fn, t.tile, t.batch
-                )
-                outcome = f"{tiles_s:6.1f} tiles/s"
-            except Exception as error:  # report, keep sweeping
-                outcome = f"failed ({error!s:.60})"
-            print(f"{'':17s}{precision:15s} jit={jit!s:5s}: {outcome}")
-            keras.config.set_dtype_policy(policy)
-
-
-def section_quality(budget_epochs: int, steps: int) -> None:
-    from quality import run_quality
-
-    run_quality(budget_epochs, steps)
+                result = child("training", 1, precision=precision, jit=jit)
+                outcome = f"{result['tiles_s']:6.1f}"
+            except RuntimeError as error:
+                outcome = "failed: " + str(error).strip().splitlines()[-1][:70]
+            print(f"{INDENT}{precision:15s} jit={jit!s:5s}: {outcome}")
 
 
 def main() -> None:
@@ -189,32 +188,35 @@ def main() -> None:
     )
     parser.add_argument("--quality-epochs", type=int, default=6)
     parser.add_argument("--quality-steps", type=int, default=100)
-    parser.add_argument("--inference-size", type=int, default=1024)
+    parser.add_argument("--inference-size", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=2, help="fresh runs per figure")
     args = parser.parse_args()
     sections = args.only.split(",") if args.only else list(SECTIONS)
 
+    import keras
+    import tensorflow as tf
+
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU "
-        f"core(s), TF {tf.__version__}, Keras {keras.__version__}, Python "
-        f"{sys.version.split()[0]}"
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU core(s), TF "
+        f"{tf.__version__}, Keras {keras.__version__}, Python {sys.version.split()[0]}"
     )
-    config = FitConfig()
     report: dict = {}
-    workdir = Path(tempfile.mkdtemp(prefix="keras-unet-sr-bench-"))
-    if "compute" in sections or "training" in sections or "inference" in sections:
-        section_compute(report)
+    if {"compute", "training", "inference"} & set(sections):
+        section_compute(report, args.repeats)
     if "training" in sections:
-        section_training(report, config)
+        section_training(report, args.repeats)
     if "inference" in sections:
-        section_inference(report, config, args.inference_size)
+        section_inference(report, args.inference_size, args.repeats)
     if "serving" in sections:
-        section_serving(config, [1024, 2048], workdir)
+        section_serving(args.repeats)
     if "memory" in sections:
-        section_memory(config, [2048, 4096], workdir)
+        section_memory()
     if args.sweep:
-        section_sweep(report, config, args.inference_size)
+        section_sweep(args.inference_size)
     if args.quality:
-        section_quality(args.quality_epochs, args.quality_steps)
+        from quality import run_quality
+
+        run_quality(args.quality_epochs, args.quality_steps)
 
 
 if __name__ == "__main__":

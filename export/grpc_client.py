@@ -107,7 +107,8 @@ class ServingClient:
             output_filter: Output keys to return; None for all.
 
         Returns:
-            Output key to (writable) array.
+            Output key to array: a read-only view of the received bytes
+            (`np.array(out)` for a writable copy).
 
         Raises:
             ServingError: If the call fails.

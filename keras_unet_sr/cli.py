@@ -195,6 +195,9 @@ def _run_predict(args: argparse.Namespace) -> int:
     from keras_unet_sr.file_prediction import LocalBackend, ServerBackend, predict_files
 
     if args.server:
+        from keras_unet_sr.export.serving_protocol import tune_malloc_for_large_messages
+
+        tune_malloc_for_large_messages()
         if args.tile or args.overlap or args.batch:
             raise_user_error(
                 "--tile/--overlap/--batch are fixed in the exported bundle"
@@ -299,7 +302,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def _run_serve(args: argparse.Namespace) -> int:
     from keras_unet_sr.export.grpc_server import serve_forever
+    from keras_unet_sr.export.serving_protocol import tune_malloc_for_large_messages
 
+    tune_malloc_for_large_messages()
     if not os.path.isdir(args.base):
         raise_user_error(f"{args.base}: no such bundle folder")
     try:
