@@ -17,6 +17,15 @@ EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Log records without tracebacks (those are for `--debug`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.exc_info = record.exc_text = record.stack_info = None
+        return super().format(record)
+
+
 def _quiet_tensorflow(debug: bool) -> None:
     """Keep TF's start-up chatter (CUDA probing, oneDNN notices) off the terminal.
 
@@ -25,8 +34,14 @@ def _quiet_tensorflow(debug: bool) -> None:
     devices. Import errors are raised after stderr is restored.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(message)s") if debug else _OneLineFormatter("%(message)s")
+    )
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     logging.getLogger("keras_unet_sr").setLevel(logging.INFO)
+    # tifffile logs each corrupt file; our own error names it once, clearly.
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
     if debug:
         return
     saved = os.dup(2)
@@ -36,11 +51,13 @@ def _quiet_tensorflow(debug: bool) -> None:
         os.dup2(devnull, 2)
         import absl.logging
         import tensorflow as tf
-        import tensorflow_datasets  # noqa: F401
+        import tensorflow_datasets
 
         tf.config.list_physical_devices()
         # TFDS logs routine notices (custom configs, deprecations) as warnings.
         absl.logging.set_verbosity(absl.logging.ERROR)
+        if not sys.stderr.isatty():  # progress bars are noise in logs
+            tensorflow_datasets.disable_progress_bar()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -239,6 +256,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from keras_unet_sr.config import DataConfig
     from keras_unet_sr.file_prediction import LocalBackend
 
+    for path in args.out:  # refuse a bad report path before the work
+        _check_report_path(path)
     backend = LocalBackend(
         args.model, args.tile, args.overlap, args.batch, args.precision
     )
@@ -251,7 +270,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         data = load_paired_images(DataConfig(source=args.data, data_dir=args.data_dir))
         split = data.split_or_fallback(args.split)
         images, where = data.named_images(split), f"{args.data} [{split}]"
-    rows = evaluation.score_model_and_baseline(backend.predictor, images)
+    rows = evaluation.score_model_and_baseline(
+        backend.predictor, _frames_checked(images, backend)
+    )
     if not rows:
         raise_user_error(f"{where}: no images to evaluate")
     print(f"Evaluation of {args.model} on {where} (CARE-normalized PSNR/SSIM/NRMSE)")
@@ -260,6 +281,27 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         evaluation.write_report(rows, path)
         print(f"Wrote {path}")
     return 0
+
+
+def _frames_checked(images, backend):
+    """Name the image whose frame count the model cannot read."""
+    from keras_unet_sr.file_prediction import check_frames
+
+    for name, low, high in images:
+        check_frames(low, backend.frames, backend.frame_subset, name)
+        yield name, low, high
+
+
+def _check_report_path(path: str) -> None:
+    if not path.lower().endswith((".json", ".csv")):
+        raise_user_error(f"--out {path}: the report must be a .json or .csv file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise_user_error(f"--out {path}: is a folder; give a .json or .csv file name")
+    if not os.path.isdir(folder):
+        raise_user_error(f"--out {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise_user_error(f"--out {path}: folder {folder} is not writable")
 
 
 # === export ===
@@ -305,8 +347,10 @@ def _run_serve(args: argparse.Namespace) -> int:
     from keras_unet_sr.export.serving_protocol import tune_malloc_for_large_messages
 
     tune_malloc_for_large_messages()
-    if not os.path.isdir(args.base):
+    if not os.path.exists(args.base):
         raise_user_error(f"{args.base}: no such bundle folder")
+    if not os.path.isdir(args.base):
+        raise_user_error(f"{args.base}: is a file; expected a bundle folder")
     try:
         serve_forever(
             args.base,
@@ -315,6 +359,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             port=args.port,
             poll_seconds=args.poll_seconds,
             max_workers=args.workers,
+            max_message_bytes=args.max_message_mb << 20,
         )
     except (OSError, ValueError) as error:
         raise_user_error(f"{args.base}: {error}")
@@ -469,6 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-name", help="served model name (default: BASE's name)")
     serve.add_argument("--poll-seconds", type=float, default=1.0)
     serve.add_argument("--workers", type=int, default=8, help="concurrent requests")
+    serve.add_argument(
+        "--max-message-mb",
+        type=int,
+        default=1024,
+        help="largest request/response in MiB (default 1024; gRPC's own is 4)",
+    )
     serve.set_defaults(func=_run_serve)
 
     build = commands.add_parser(
@@ -497,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as error:
+        if args.debug:
+            raise
         print(f"keras-unet-sr {args.command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

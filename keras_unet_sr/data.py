@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import tensorflow as tf
@@ -113,11 +114,12 @@ def load_paired_images(config: DataConfig) -> PairedImages:
     else:
         try:
             builder = tfds.builder(source, data_dir=config.data_dir)
-        except tfds.core.registered.DatasetNotFoundError as error:
+        except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:
+            what = "no such folder" if _looks_like_path(source) else "unknown data"
             raise UserError(
-                f"--data {source}: not a folder, not synthetic:<config> "
-                f"(one of {', '.join(simulation.MODALITIES)}) and not a TFDS "
-                "dataset name"
+                f"--data {source}: {what}; expected a folder with low/ and high/, "
+                f"synthetic:<config> ({', '.join(simulation.MODALITIES)}) or a "
+                "TFDS dataset name"
             ) from error
         description = f"TFDS {source}"
         download_config = None
@@ -136,6 +138,10 @@ def _prepare(builder: tfds.core.DatasetBuilder, download_config) -> None:
         if not ready:
             raise
         logging.info("%s was prepared by another process", builder.data_dir)
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "~", os.sep)) or source.count("/") > 1
 
 
 def _synthetic_builder(name: str, config: DataConfig) -> tfds.core.DatasetBuilder:

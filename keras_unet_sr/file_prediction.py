@@ -12,6 +12,7 @@ import dataclasses
 import glob
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def load_model_checked(path: str, loader: Callable):
         raise UserError(f"{path}: no such model file")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a folder; expected a model.keras file")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a .keras model file (not a zip archive)")
     try:
         model = loader(path)
     except Exception as error:  # zip, JSON, h5 and Keras errors all differ
@@ -187,6 +190,11 @@ def predict_files(
             image = tiff_io.as_frames_last(raw, path)
             check_frames(image, backend.frames, backend.frame_subset, path)
             result = np.asarray(backend(image), np.float32)
+            if not np.all(np.isfinite(result)):
+                raise UserError(
+                    f"{path}: prediction has NaN/Inf values (intensities too "
+                    "extreme for float32 arithmetic); nothing written"
+                )
             if result.ndim == 3 and result.shape[-1] == 1:
                 result = result[..., 0]
             elif result.ndim == 3:

@@ -229,16 +229,24 @@ def load_training_data(config: FitConfig) -> TrainingData:
     )
 
 
-def _prepare_run_folder(run_dir: Path, config: FitConfig) -> None:
-    _check_run_folder(run_dir, config)
+def _check_can_write(run_dir: Path) -> None:
+    """Fail before any work if `run_dir` cannot be created or written."""
+    existing = run_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{existing}: is a file, so {run_dir} cannot be created")
+    if not os.access(existing, os.W_OK):
+        raise UserError(f"{existing}: not writable, so {run_dir} cannot be written")
+
+
+def _create_run_folder(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(
             f"{run_dir}: cannot create output folder ({error.strerror})"
         ) from error
-    if not os.access(run_dir, os.W_OK):
-        raise UserError(f"{run_dir}: output folder is not writable")
 
 
 def distributed_tiles(
@@ -289,12 +297,14 @@ def fit(
     t = config.train
     check_precision(config)
     per_replica_batch(strategy, t.batch)
-    _prepare_run_folder(run_dir, config)
+    _check_run_folder(run_dir, config)
+    _check_can_write(run_dir)
     if not role.is_chief:
         print_fn = _quiet
 
     with fixes_for(strategy):
-        prepared = load_training_data(config)
+        prepared = load_training_data(config)  # bad data fails before any write
+        _create_run_folder(run_dir)
         keras.utils.set_random_seed(t.seed)
         with strategy.scope():
             model = build_model(config, prepared.frames, prepared.scale)

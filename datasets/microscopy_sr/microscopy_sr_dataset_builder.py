@@ -179,19 +179,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         first = next(pair for pairs in splits.values() for pair in pairs)
         low, _, scale = tiff_io.load_pair(first, config.frame_subset)
         self.info.metadata.update(frames=int(low.shape[-1]), scale=int(scale))
+        reference = (first, low.shape[-1], scale)
         return {
-            split: self._generate_examples(
-                pairs=pairs, frames=low.shape[-1], scale=scale
-            )
+            split: self._generate_examples(pairs=pairs, reference=reference)
             for split, pairs in splits.items()
         }
 
-    def _generate_examples(self, synthetic=None, pairs=None, frames=None, scale=None):
-        """Yields `(key, example)`: generated, or read from TIFF pairs."""
+    def _generate_examples(self, synthetic=None, pairs=None, reference=None):
+        """Yields `(key, example)`: generated, or read from TIFF pairs (checked
+        against the `reference` pair's frame count and scale)."""
         if synthetic is not None:
             yield from self._generate_synthetic(*synthetic)
         else:
-            yield from self._generate_pairs(pairs, frames, scale)
+            yield from self._generate_pairs(pairs, *reference)
 
     def _generate_synthetic(self, split_index: int, count: int):
         config = self.builder_config
@@ -210,19 +210,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 },
             )
 
-    def _generate_pairs(self, pairs, frames: int, scale: int):
+    def _generate_pairs(self, pairs, reference, frames: int, scale: int):
         subset = self.builder_config.frame_subset
         for pair in pairs:
             low, high, pair_scale = tiff_io.load_pair(pair, subset)
             if low.shape[-1] != frames:
                 raise UserError(
-                    f"{pair.low}: has {low.shape[-1]} frame(s), other images "
-                    f"have {frames}"
+                    f"{pair.low}: has {low.shape[-1]} frame(s), but {reference.low} "
+                    f"has {frames}; all low images need the same frame count"
                 )
             if pair_scale != scale:
                 raise UserError(
-                    f"{pair.high}: scale {pair_scale} differs from scale "
-                    f"{scale} of the other pairs"
+                    f"{pair.high}: scale {pair_scale}, but {reference.high} has "
+                    f"scale {scale}; all pairs need the same scale"
                 )
             yield (
                 pair.name,
