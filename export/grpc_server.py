@@ -27,20 +27,18 @@ Deliberate differences from the C++ server:
   removed and re-created (C++: `--max_num_load_retries`). If every version
   directory disappears, the last loaded version keeps serving from memory.
 
-Use `start_server` from Python (tests, notebooks) or `serve_forever` /
-`python -m keras_unet_sr.export.grpc_server` as a process.
+Use `start_server` from Python (tests, notebooks); `keras-unet-sr serve`
+runs `serve_forever` as a process.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
 import logging
 import os
 import re
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -742,35 +740,3 @@ def serve_forever(
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line with `tensorflow_model_server`'s flag names."""
-    parser = argparse.ArgumentParser(
-        description="Serve one model's SavedModel versions over TF-Serving's gRPC API."
-    )
-    parser.add_argument("--model_base_path", required=True)
-    parser.add_argument("--model_name", default=None)
-    parser.add_argument("--port", type=int, default=8500)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
-    parser.add_argument("--max_workers", type=int, default=8)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-    )
-    try:
-        serve_forever(
-            args.model_base_path,
-            model_name=args.model_name,
-            host=args.host,
-            port=args.port,
-            poll_seconds=args.file_system_poll_wait_seconds,
-            max_workers=args.max_workers,
-        )
-    except (OSError, ValueError) as error:
-        sys.exit(f"error: {error}")
-
-
-if __name__ == "__main__":
-    main()

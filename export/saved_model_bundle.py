@@ -41,6 +41,7 @@ import tensorflow as tf
 from keras_unet_sr import __version__
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.export import serving_protocol
+from keras_unet_sr.folders import make_output_folder
 from keras_unet_sr.prediction import Predictor
 from keras_unet_sr.unet import SuperResolutionUNet
 
@@ -188,15 +189,7 @@ def export_bundle(
         from keras_unet_sr.prediction import load_model
 
         model = load_model(str(model))
-    base = Path(base_dir).expanduser().resolve()
-    if base.exists() and not base.is_dir():
-        raise UserError(f"{base}: --out exists and is not a folder")
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"{base}: cannot create ({error.strerror})") from error
-    if not os.access(base, os.W_OK):
-        raise UserError(f"{base}: folder is not writable")
+    base = make_output_folder(Path(base_dir).expanduser().resolve())
     version = _next_version(base) if version is None else int(version)
     if version < 1:
         raise UserError(f"--version {version}: versions are positive integers")

@@ -20,6 +20,7 @@ import numpy as np
 
 from keras_unet_sr import tiff_io
 from keras_unet_sr.errors import UserError
+from keras_unet_sr.folders import make_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -149,21 +150,6 @@ def check_frames(image: np.ndarray, frames: int, subset, path) -> None:
     raise UserError(f"{path}: is {what}; the model takes {takes}")
 
 
-def prepare_output_folder(out_dir: str | os.PathLike) -> Path:
-    out = Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: --out exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"{out}: cannot create output folder ({error.strerror})"
-        ) from error
-    if not os.access(out, os.W_OK):
-        raise UserError(f"{out}: output folder is not writable")
-    return out
-
-
 @dataclasses.dataclass
 class PredictionReport:
     written: list[Path]
@@ -175,7 +161,7 @@ def predict_files(
 ) -> PredictionReport:
     """Predict every input TIFF into `out_dir/<name>.tif` (float32)."""
     files, failed = expand_inputs(inputs)
-    out = prepare_output_folder(out_dir)
+    out = make_output_folder(out_dir)
     names: dict[str, Path] = {}
     for path in files:
         other = names.setdefault(path.stem, path)

@@ -36,6 +36,7 @@ from keras_unet_sr.distribute import (
 )
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.evaluation import score_model_and_baseline, summarize_scores
+from keras_unet_sr.folders import check_can_create, make_output_folder
 from keras_unet_sr.losses import SSIML1Loss
 from keras_unet_sr.metrics import PSNR, SSIM
 from keras_unet_sr.pipeline import (
@@ -229,26 +230,6 @@ def load_training_data(config: FitConfig) -> TrainingData:
     )
 
 
-def _check_can_write(run_dir: Path) -> None:
-    """Fail before any work if `run_dir` cannot be created or written."""
-    existing = run_dir
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{existing}: is a file, so {run_dir} cannot be created")
-    if not os.access(existing, os.W_OK):
-        raise UserError(f"{existing}: not writable, so {run_dir} cannot be written")
-
-
-def _create_run_folder(run_dir: Path) -> None:
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"{run_dir}: cannot create output folder ({error.strerror})"
-        ) from error
-
-
 def distributed_tiles(
     prepared: TrainingData,
     strategy: tf.distribute.Strategy,
@@ -298,13 +279,13 @@ def fit(
     check_precision(config)
     per_replica_batch(strategy, t.batch)
     _check_run_folder(run_dir, config)
-    _check_can_write(run_dir)
+    check_can_create(run_dir)
     if not role.is_chief:
         print_fn = _quiet
 
     with fixes_for(strategy):
         prepared = load_training_data(config)  # bad data fails before any write
-        _create_run_folder(run_dir)
+        make_output_folder(run_dir)
         keras.utils.set_random_seed(t.seed)
         with strategy.scope():
             model = build_model(config, prepared.frames, prepared.scale)

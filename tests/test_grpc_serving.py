@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -501,15 +500,14 @@ class TestServer:
             except Exception as error:
                 failures.append(repr(error))
 
-    def test_serve_forever_command_line(self, server, tmp_path):
+    def test_serve_command_line(self, server, tmp_path, console_script):
         command = [
-            sys.executable,
-            "-m",
-            "keras_unet_sr.export.grpc_server",
-            f"--model_base_path={server.base_dir}",
-            "--model_name=cli",
+            console_script,
+            "serve",
+            str(server.base_dir),
+            "--model-name=cli",
             "--port=0",
-            "--file_system_poll_wait_seconds=0",
+            "--poll-seconds=0",
         ]
         # Not from the project root, whose datasets/ would shadow HF datasets.
         process = subprocess.Popen(

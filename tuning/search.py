@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from keras_unet_sr.config import FitConfig, save_config
 from keras_unet_sr.errors import UserError
+from keras_unet_sr.folders import make_output_folder
 from keras_unet_sr.training import _verbosity, check_precision, load_training_data
 from keras_unet_sr.tuning.hypermodel import (
     OBJECTIVE,
@@ -178,7 +179,7 @@ def run_search(
         config, space, prepared.frames, prepared.scale, epochs
     )
     if not continuing:
-        _make_folder(out_dir)
+        make_output_folder(out_dir)
         _write_json(settings, out_dir / "search.json")
         _write_hparams_config(out_dir / "logs", space)
     search = _make_tuner(
@@ -289,17 +290,6 @@ def _differences(previous: Any, current: Any, prefix: str = "") -> list[str]:
             previous.get(name), current.get(name), f"{prefix}{name}."
         )
     ]
-
-
-def _make_folder(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"{out_dir}: cannot create output folder ({error.strerror})"
-        ) from error
-    if not os.access(out_dir, os.W_OK):
-        raise UserError(f"{out_dir}: output folder is not writable")
 
 
 def _write_json(values: dict[str, Any], path: Path) -> None:
