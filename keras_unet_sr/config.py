@@ -94,7 +94,9 @@ class TrainConfig:
     warmup_steps: int = 50
     loss_alpha: float = 0.84
     multiscale_ssim: bool = False
-    tiles_per_image: int = 8
+    # 16, not 8: each draw decodes and normalizes an image once; measured
+    # 858 vs 472 tiles/s during the first (uncached) pass over the data.
+    tiles_per_image: int = 16
     validation_tiles: int = 64
     early_stopping_patience: int = 6
     panel_examples: int = 4
