@@ -31,12 +31,12 @@ def _row(label: str, scores: list[dict]) -> str:
     def mean(method, metric):
         return float(np.mean([s[method][metric] for s in scores]))
 
-    def scores(method):
+    def summary(method):
         return f"{mean(method, 'psnr'):6.2f} dB / {mean(method, 'ssim'):.3f}"
 
     gain = mean("model", "psnr") - mean("bicubic", "psnr")
     return (
-        f"  {label:34s} model {scores('model')} | bicubic {scores('bicubic')}"
+        f"  {label:34s} model {summary('model')} | bicubic {summary('bicubic')}"
         f" | gain {gain:+5.2f} dB"
     )
 

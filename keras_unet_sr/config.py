@@ -138,15 +138,20 @@ class FitConfig:
         return cls(**built)
 
 
-def load_config(path: str | os.PathLike) -> FitConfig:
-    """Read a `config.json` written by `fit` (or `tune`'s best config)."""
+def read_json(path: str | os.PathLike, label: str, what: str = "file") -> Any:
+    """A JSON file's content, or one line naming `label` and the problem."""
     try:
         with open(path, encoding="utf-8") as stream:
-            values = json.load(stream)
+            return json.load(stream)
     except FileNotFoundError as error:
-        raise UserError(f"{path}: no such file") from error
+        raise UserError(f"{label}: no such file") from error
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: not a JSON config ({error})") from error
+        raise UserError(f"{label}: not a JSON {what} ({error})") from error
+
+
+def load_config(path: str | os.PathLike) -> FitConfig:
+    """Read a `config.json` written by `fit` (or `tune`'s best config)."""
+    values = read_json(path, str(path), "config")
     if not isinstance(values, dict):
         raise UserError(
             f"{path}: not a keras-unet-sr config (top level is not an object)"

@@ -15,7 +15,6 @@ value (fixed) or `{"min": MIN, "max": MAX, "sampling": "linear" | "log"}`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -26,7 +25,7 @@ import keras
 import keras_tuner
 import numpy as np
 
-from keras_unet_sr.config import FitConfig
+from keras_unet_sr.config import FitConfig, read_json
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.training import build_model, compile_model
 from keras_unet_sr.unet import NORMALIZATIONS
@@ -148,13 +147,7 @@ def parse_space(entries: Sequence[str]) -> SearchSpace:
 def load_space_file(path: str | os.PathLike) -> SearchSpace:
     """Dimensions from a JSON object, e.g. `{"depth": [1, 2], "lr": {"min": 1e-4,
     "max": 1e-2, "sampling": "log"}}`."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            values = json.load(stream)
-    except FileNotFoundError as error:
-        raise UserError(f"--space-file {path}: no such file") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"--space-file {path}: not a JSON file ({error})") from error
+    values = read_json(path, f"--space-file {path}")
     return space_from_json(values, f"--space-file {path}")
 
 
