@@ -14,8 +14,52 @@ without loading TensorFlow.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+from pathlib import Path
 
 __version__ = "0.1.0"
+
+# setup.cfg's package_dir installs these top-level folders as subpackages.
+_SUBPACKAGE_FOLDERS = ("datasets", "tuning", "export")
+
+
+class _CheckoutSubpackageFinder:
+    """Maps `keras_unet_sr.<folder>` to `<checkout>/<folder>` in a source tree.
+
+    Why: `python -c`/`python -m` from the repository root put the checkout's
+    `keras_unet_sr/` ahead of the installed package on `sys.path`, and there
+    the subpackages are siblings, not children. This is the same mapping
+    `package_dir` makes at install time; only the three names are mapped, so
+    `import datasets` still means HuggingFace's.
+    """
+
+    def __init__(self, checkout: Path):
+        self.checkout = checkout
+
+    def find_spec(self, fullname, path=None, target=None):
+        parent, _, name = fullname.rpartition(".")
+        if parent != __name__ or name not in _SUBPACKAGE_FOLDERS:
+            return None
+        init = self.checkout / name / "__init__.py"
+        if not init.is_file():
+            return None
+        return importlib.util.spec_from_file_location(
+            fullname, init, submodule_search_locations=[str(init.parent)]
+        )
+
+
+def _map_checkout_subpackages() -> None:
+    checkout = Path(__file__).resolve().parent.parent
+    # An installed copy sits in site-packages, which has no setup.cfg.
+    if not (checkout / "setup.cfg").is_file():
+        return
+    if any(isinstance(f, _CheckoutSubpackageFinder) for f in sys.meta_path):
+        return
+    sys.meta_path.append(_CheckoutSubpackageFinder(checkout))
+
+
+_map_checkout_subpackages()
 
 _EXPORTS = {
     "SuperResolutionUNet": "keras_unet_sr.unet",

@@ -37,10 +37,21 @@ def fake_huggingface(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("where", ["elsewhere", "repo_root"])
+# Dropping the editable-install finder makes an editable venv behave like a
+# `pip install .` one, where a `python -c` at the repository root imports the
+# checkout's `keras_unet_sr/` (whose subpackages are siblings) instead.
+DROP_EDITABLE_FINDER = (
+    "import sys\n"
+    "sys.meta_path[:] = [\n"
+    "    f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+)
+
+
+@pytest.mark.parametrize("where", ["elsewhere", "repo_root", "repo_root_no_finder"])
 def test_top_level_datasets_is_never_ours(fake_huggingface, tmp_path, where):
-    cwd = REPO_ROOT if where == "repo_root" else tmp_path
-    code = (
+    cwd = tmp_path if where == "elsewhere" else REPO_ROOT
+    code = DROP_EDITABLE_FINDER if where == "repo_root_no_finder" else ""
+    code += (
         "import keras_unet_sr.datasets as ours, datasets, tensorflow_datasets\n"
         "assert ours.__name__ == 'keras_unet_sr.datasets'\n"
         "assert datasets.FAKE_HUGGINGFACE, datasets.__file__\n"
