@@ -28,6 +28,7 @@ from keras_unet_sr.tuning.hypermodel import (
     space_from_json,
     space_to_json,
 )
+from keras_unet_sr.tuning.search import make_tuner
 from keras_unet_sr.unet import SuperResolutionUNet
 
 # Smoke data and tiny U-Nets: two optimizer steps per epoch.
@@ -277,6 +278,36 @@ def test_space_file_and_flags(tmp_path):
     assert space["filters"] == Dimension(choices=(16,))  # the flag fixes it
     assert space["loss_alpha"] == Dimension(low=0.5, high=0.95)  # default
     assert space_from_json(space_to_json(space), "round trip") == space
+
+
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband"])
+def test_the_config_seed_fixes_the_sampled_trials(tuner, tmp_path):
+    # The oracle treats seed 0 as "no seed"; the default config seed is 0.
+    space = parse_space(["depth=1,2,3", "filters=4,8,16", "lr=1e-4:1e-2:log"])
+    hypermodel = SuperResolutionHyperModel(
+        smoke(FitConfig()), space, frames=9, scale=2, epochs=2
+    )
+
+    def sampled(folder: str) -> list[dict]:
+        search = make_tuner(
+            tuner,
+            hypermodel,
+            tmp_path / folder,
+            max_trials=3,
+            epochs=2,
+            seed=0,
+            distribution_strategy=None,
+        )
+        hp = keras_tuner.HyperParameters()
+        for name, dimension in space.items():
+            dimension.declare(hp, name)
+        search.oracle.update_space(hp)
+        trials = [search.oracle.create_trial(f"t{i}") for i in range(3)]
+        return [trial.hyperparameters.values for trial in trials]
+
+    first = sampled("a")
+    assert sampled("b") == first
+    assert len({json.dumps(values, sort_keys=True) for values in first}) > 1
 
 
 def test_the_hypermodel_builds_fit_model_from_a_config_copy():

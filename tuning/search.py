@@ -182,7 +182,7 @@ def run_search(
         make_output_folder(out_dir)
         _write_json(settings, out_dir / "search.json")
         _write_hparams_config(out_dir / "logs", space)
-    search = _make_tuner(
+    search = make_tuner(
         tuner,
         hypermodel,
         out_dir,
@@ -330,7 +330,17 @@ def _domain(dimension: Dimension, hparams_api):
     return hparams_api.RealInterval(float(dimension.low), float(dimension.high))
 
 
-def _make_tuner(
+def oracle_seed(seed: int) -> int:
+    """The keras-tuner oracle seed for a config seed.
+
+    Why: the oracle does `seed or random.randint(1, 10000)`, so the default
+    seed 0 would give a different search on every run; shifting by one keeps
+    every config seed, 0 included, reproducible.
+    """
+    return seed + 1
+
+
+def make_tuner(
     name: str,
     hypermodel: SuperResolutionHyperModel,
     out_dir: Path,
@@ -340,10 +350,11 @@ def _make_tuner(
     seed: int,
     distribution_strategy: tf.distribute.Strategy | None,
 ) -> keras_tuner.Tuner:
+    """The keras-tuner tuner `name` over `hypermodel`, resuming `out_dir`."""
     common = dict(
         hypermodel=hypermodel,
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
-        seed=seed,
+        seed=oracle_seed(seed),
         directory=str(out_dir),
         project_name=PROJECT,
         overwrite=False,  # reload the oracle: finished trials are kept
