@@ -699,19 +699,10 @@ def start_server(
     return handle
 
 
-def serve_forever(
-    base_dir: str | os.PathLike,
-    *,
-    model_name: str | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8500,
-    poll_seconds: float = 1.0,
-    max_workers: int = 8,
-    max_message_bytes: int = 1 << 30,
-) -> None:
+def serve_forever(base_dir: str | os.PathLike, **options: Any) -> None:
     """Serves until SIGINT or SIGTERM, then stops cleanly.
 
-    Must run in the main thread (signal handlers). Arguments and errors are
+    Must run in the main thread (signal handlers). `options` and errors are
     those of `start_server`.
     """
     stop = threading.Event()
@@ -720,15 +711,7 @@ def serve_forever(
         for signum in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        handle = start_server(
-            base_dir,
-            model_name=model_name,
-            host=host,
-            port=port,
-            poll_seconds=poll_seconds,
-            max_workers=max_workers,
-            max_message_bytes=max_message_bytes,
-        )
+        handle = start_server(base_dir, **options)
         print(
             f"Serving model '{handle.model_name}' version {handle.served_version} "
             f"from {handle.base_dir} on {handle.address} (gRPC)",

@@ -25,6 +25,19 @@ from keras_unet_sr.cli import main
 from keras_unet_sr.export.grpc_client import ServingClient, ServingError
 from keras_unet_sr.export.saved_model_bundle import export_bundle
 
+
+def fit_smoke_on_pairs(data: Path, low, high, tfds_dir: str, out: Path, *extra: str):
+    """Writes three low/high pairs `a0..a2.tif` into `data`, then runs
+    `keras-unet-sr fit --smoke` on them; returns the exit code."""
+    (data / "low").mkdir(parents=True)
+    (data / "high").mkdir()
+    for i in range(3):
+        tifffile.imwrite(data / "low" / f"a{i}.tif", low(i))
+        tifffile.imwrite(data / "high" / f"a{i}.tif", high(i))
+    command = ["fit", "--smoke", "--data", str(data), "--data-dir", tfds_dir]
+    return main([*command, *extra, "--out", str(out)])
+
+
 # --- NaN losses ---
 
 
@@ -63,26 +76,12 @@ def test_fit_reports_divergence_in_one_line_and_saves_no_broken_state(
 ):
     """Float images spanning +-3e38 are finite (so they pass the readers) but
     overflow float32 in normalization: the loss turns NaN in epoch 1."""
-    data = tmp_path / "extreme"
-    (data / "low").mkdir(parents=True)
-    (data / "high").mkdir()
     rng = np.random.default_rng(0)
-    for i in range(3):
-        image = rng.choice([-3e38, 3e38], (32, 32)).astype(np.float32)
-        tifffile.imwrite(data / "low" / f"a{i}.tif", image)
-        tifffile.imwrite(data / "high" / f"a{i}.tif", image)
+    extremes = [rng.choice([-3e38, 3e38], (32, 32)) for _ in range(3)]
+    extremes = [image.astype(np.float32) for image in extremes]
     out = tmp_path / "run"
-    code = main(
-        [
-            "fit",
-            "--smoke",
-            "--data",
-            str(data),
-            "--data-dir",
-            tfds_dir,
-            "--out",
-            str(out),
-        ]
+    code = fit_smoke_on_pairs(
+        tmp_path / "extreme", extremes.__getitem__, extremes.__getitem__, tfds_dir, out
     )
     err = capsys.readouterr().err
     assert code == 2
@@ -256,25 +255,14 @@ def test_request_fields_cannot_reach_other_paths(served):
 
 
 def test_config_and_input_names_stay_inside_their_folders(tmp_path, tfds_dir, capsys):
-    data = tmp_path / "data"
-    (data / "low").mkdir(parents=True)
-    (data / "high").mkdir()
-    for i in range(3):
-        tifffile.imwrite(data / "low" / f"a{i}.tif", np.ones((16, 16), np.uint16))
-        tifffile.imwrite(data / "high" / f"a{i}.tif", np.ones((16, 16), np.float32))
-    code = main(
-        [
-            "fit",
-            "--smoke",
-            "--data",
-            str(data),
-            "--data-dir",
-            tfds_dir,
-            "--validation-names",
-            "../../etc/passwd",
-            "--out",
-            str(tmp_path / "r"),
-        ]
+    code = fit_smoke_on_pairs(
+        tmp_path / "data",
+        lambda i: np.ones((16, 16), np.uint16),
+        lambda i: np.ones((16, 16), np.float32),
+        tfds_dir,
+        tmp_path / "r",
+        "--validation-names",
+        "../../etc/passwd",
     )
     assert code == 2
     assert "../../etc/passwd: no image of that name" in capsys.readouterr().err
