@@ -1,38 +1,13 @@
-"""Tests for the synthetic microscopy data (datasets/microscopy_sr/simulation.py).
-
-The module is loaded by file path: it depends only on NumPy, so these tests run
-without installing the package (and without importing TensorFlow).
-"""
+"""Tests for the synthetic microscopy data (datasets/microscopy_sr/simulation.py
+and its specimen, optics and camera modules)."""
 
 import dataclasses
-import importlib.util
-import pathlib
-import sys
 import time
 
 import numpy as np
 import pytest
 
-_PATH = (
-    pathlib.Path(__file__).resolve().parent.parent
-    / "datasets"
-    / "microscopy_sr"
-    / "simulation.py"
-)
-
-
-def _load_simulation():
-    name = "microscopy_sr_simulation"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve annotations through it
-    spec.loader.exec_module(module)
-    return module
-
-
-simulation = _load_simulation()
+from keras_unet_sr.datasets.microscopy_sr import simulation
 
 MODALITY_NAMES = ("sim9", "sim3", "confocal", "widefield")
 SIZE = 64  # low_size for most checks: fast, yet several structures per field
