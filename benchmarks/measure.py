@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 import tifffile
 
-from keras_unet_sr.prediction import Predictor
-from keras_unet_sr.unet import SuperResolutionUNet
+from keras_unet_sr.inference.predictor import Predictor
+from keras_unet_sr.model.unet import SuperResolutionUNet
 
 
 def best_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
@@ -276,7 +276,7 @@ def serving_round_trips(
 def default_model(precision: str = "float32") -> SuperResolutionUNet:
     """The quick-start architecture (FitConfig defaults, 9 frames, x2)."""
     from keras_unet_sr.config import FitConfig
-    from keras_unet_sr.training import build_model
+    from keras_unet_sr.training.fit import build_model
 
     config = FitConfig()
     config.train.precision = precision
@@ -293,7 +293,7 @@ def task_ceiling(dtype: str) -> dict:
 
 def task_training(precision: str, jit: bool = False) -> dict:
     from keras_unet_sr.config import FitConfig
-    from keras_unet_sr.training import compile_model
+    from keras_unet_sr.training.fit import compile_model
 
     config = FitConfig()
     config.train.precision = precision
@@ -315,7 +315,7 @@ def task_training(precision: str, jit: bool = False) -> dict:
 
 def task_pipeline() -> dict:
     from keras_unet_sr.config import FitConfig
-    from keras_unet_sr.training import load_training_data
+    from keras_unet_sr.training.fit import load_training_data
 
     config = FitConfig()
     t = config.train

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_unet_sr.config import FitConfig
-from keras_unet_sr.training import fit
+from keras_unet_sr.training.fit import fit
 
 DLSIM = Path(__file__).resolve().parents[2] / "shared" / "data" / "dlsim-microtubules"
 FIELDS = ("mt_a", "mt_b", "mt_c")

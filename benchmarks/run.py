@@ -74,7 +74,7 @@ def section_compute(report: dict, repeats: int) -> None:
 
 
 def section_training(report: dict, repeats: int) -> None:
-    from keras_unet_sr.precision import resolve_precision
+    from keras_unet_sr.model.precision import resolve_precision
 
     default = resolve_precision("auto")
     for precision in dict.fromkeys(("float32", default)):

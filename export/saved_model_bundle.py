@@ -41,9 +41,9 @@ import tensorflow as tf
 from keras_unet_sr import __version__
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.export import serving_protocol
-from keras_unet_sr.folders import make_output_folder
-from keras_unet_sr.prediction import Predictor
-from keras_unet_sr.unet import SuperResolutionUNet
+from keras_unet_sr.files.folders import make_output_folder
+from keras_unet_sr.inference.predictor import Predictor
+from keras_unet_sr.model.unet import SuperResolutionUNet
 
 DEFAULT_WARMUP_SIZES = ((256, 256), (1024, 1024))
 METADATA_FILE = "keras_unet_sr.json"
@@ -186,7 +186,7 @@ def export_bundle(
         The version folder.
     """
     if not isinstance(model, keras.Model):
-        from keras_unet_sr.prediction import load_model
+        from keras_unet_sr.inference.predictor import load_model
 
         model = load_model(str(model))
     base = make_output_folder(Path(base_dir).expanduser().resolve())

@@ -62,24 +62,24 @@ def _map_checkout_subpackages() -> None:
 _map_checkout_subpackages()
 
 _EXPORTS = {
-    "SuperResolutionUNet": "keras_unet_sr.unet",
-    "PixelShuffle": "keras_unet_sr.layers",
-    "InterpolatedFrameMean": "keras_unet_sr.layers",
-    "SSIML1Loss": "keras_unet_sr.losses",
-    "PSNR": "keras_unet_sr.metrics",
-    "SSIM": "keras_unet_sr.metrics",
-    "evaluate_prediction": "keras_unet_sr.evaluation",
-    "percentile_normalize": "keras_unet_sr.normalization",
-    "normalize": "keras_unet_sr.normalization",
-    "denormalize": "keras_unet_sr.normalization",
-    "TilingPlan": "keras_unet_sr.tiling",
-    "plan_tiling": "keras_unet_sr.tiling",
-    "plan_for_model": "keras_unet_sr.tiling",
-    "tiled_predict": "keras_unet_sr.tiling",
-    "Predictor": "keras_unet_sr.prediction",
-    "load_model": "keras_unet_sr.prediction",
+    "SuperResolutionUNet": "keras_unet_sr.model.unet",
+    "PixelShuffle": "keras_unet_sr.model.layers",
+    "InterpolatedFrameMean": "keras_unet_sr.model.layers",
+    "SSIML1Loss": "keras_unet_sr.quality.losses",
+    "PSNR": "keras_unet_sr.quality.metrics",
+    "SSIM": "keras_unet_sr.quality.metrics",
+    "evaluate_prediction": "keras_unet_sr.quality.evaluation",
+    "percentile_normalize": "keras_unet_sr.data.normalization",
+    "normalize": "keras_unet_sr.data.normalization",
+    "denormalize": "keras_unet_sr.data.normalization",
+    "TilingPlan": "keras_unet_sr.inference.tiling",
+    "plan_tiling": "keras_unet_sr.inference.tiling",
+    "plan_for_model": "keras_unet_sr.inference.tiling",
+    "tiled_predict": "keras_unet_sr.inference.tiling",
+    "Predictor": "keras_unet_sr.inference.predictor",
+    "load_model": "keras_unet_sr.inference.predictor",
     "FitConfig": "keras_unet_sr.config",
-    "fit": "keras_unet_sr.training",
+    "fit": "keras_unet_sr.training.fit",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -90,7 +90,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
-    # Submodules (e.g. `keras_unet_sr.image_quality`) stay reachable as attributes.
+    # Subpackages (e.g. `keras_unet_sr.quality`) stay reachable as attributes.
     try:
         return importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError:

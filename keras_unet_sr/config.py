@@ -81,7 +81,7 @@ class TrainConfig:
             before stopping (0 disables).
         panel_examples: Validation tiles in the TensorBoard image panel.
         precision: `"auto"` (the fastest for the machine, see
-            `keras_unet_sr.precision`), `"float32"`, `"mixed_float16"` or
+            `keras_unet_sr.model.precision`), `"float32"`, `"mixed_float16"` or
             `"mixed_bfloat16"`.
         seed: Seed of the tile stream and of the weights.
     """

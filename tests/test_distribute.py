@@ -13,8 +13,8 @@ import pytest
 from keras.src.backend.tensorflow import trainer as tf_trainer
 
 from keras_unet_sr.config import FitConfig, smoke
-from keras_unet_sr.data import load_paired_images
-from keras_unet_sr.multiworker_fixes import multi_worker_fixes
+from keras_unet_sr.data.sources import load_paired_images
+from keras_unet_sr.training.multiworker_fixes import multi_worker_fixes
 
 
 def fit_command(console_script, out, tfds_dir, *extra):

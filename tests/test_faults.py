@@ -20,10 +20,10 @@ import tifffile
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from keras_unet_sr import SSIML1Loss, SuperResolutionUNet
-from keras_unet_sr import callbacks as cb
 from keras_unet_sr.cli import main
 from keras_unet_sr.export.grpc_client import ServingClient, ServingError
 from keras_unet_sr.export.saved_model_bundle import export_bundle
+from keras_unet_sr.training import callbacks as cb
 
 
 def fit_smoke_on_pairs(data: Path, low, high, tfds_dir: str, out: Path, *extra: str):

@@ -13,7 +13,7 @@ import pytest
 
 from keras_unet_sr.cli import main
 from keras_unet_sr.config import load_config
-from keras_unet_sr.unet import SuperResolutionUNet
+from keras_unet_sr.model.unet import SuperResolutionUNet
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_unet_sr import PSNR, SSIM, SSIML1Loss, SuperResolutionUNet, image_quality
+from keras_unet_sr import PSNR, SSIM, SSIML1Loss, SuperResolutionUNet
+from keras_unet_sr.quality import image_quality
 
 
 def blobs(rng, shape, sigma=2.0):

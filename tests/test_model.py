@@ -128,7 +128,7 @@ def test_bad_arguments_name_the_argument(kwargs, message):
 
 
 def test_a_mixed_precision_model_predicts_in_float32_by_default(tmp_path, rng):
-    from keras_unet_sr.prediction import load_model
+    from keras_unet_sr.inference.predictor import load_model
 
     model = tiny(frames=3, scale=2, dtype="mixed_bfloat16")
     for variable in model.trainable_variables:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_unet_sr.normalization import percentile_normalize
-from keras_unet_sr.pipeline import (
+from keras_unet_sr.data.normalization import percentile_normalize
+from keras_unet_sr.data.pipeline import (
     TileSampler,
     prepare_images,
     training_tiles,

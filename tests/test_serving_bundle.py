@@ -24,7 +24,7 @@ from keras_unet_sr.export import serving_protocol
 from keras_unet_sr.export.grpc_client import ServingClient, ServingError
 from keras_unet_sr.export.grpc_server import start_server
 from keras_unet_sr.export.saved_model_bundle import export_bundle
-from keras_unet_sr.prediction import Predictor
+from keras_unet_sr.inference.predictor import Predictor
 
 SIGNATURES = {"serving_default", "predict_uint16", "tiles", "metadata"}
 

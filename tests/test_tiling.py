@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 
 from keras_unet_sr import SuperResolutionUNet
-from keras_unet_sr.normalization import percentile_normalize
-from keras_unet_sr.prediction import Predictor
-from keras_unet_sr.tiling import (
+from keras_unet_sr.data.normalization import percentile_normalize
+from keras_unet_sr.inference.predictor import Predictor
+from keras_unet_sr.inference.tiling import (
     DEFAULT_TILE,
     plan_for_model,
     plan_tiling,
@@ -84,7 +84,7 @@ def test_frame_subset_models_take_the_full_raw_stack(rng):
 
 def test_balanced_tiles_cover_finite_images_with_little_waste():
     """As few tiles as the maximum side allows, shrunk to fit the image."""
-    from keras_unet_sr.tiling import _Axis
+    from keras_unet_sr.inference.tiling import _Axis
 
     plan = plan_tiling(halo=28, multiple=4, scale=2, tile=512)
     axis = _Axis(tf.constant(1024), plan)

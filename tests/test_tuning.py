@@ -20,6 +20,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from keras_unet_sr.cli import config_from_args, main
 from keras_unet_sr.config import FitConfig, load_config, smoke
 from keras_unet_sr.errors import UserError
+from keras_unet_sr.model.unet import SuperResolutionUNet
 from keras_unet_sr.tuning.command import register, space_from_args
 from keras_unet_sr.tuning.hypermodel import (
     Dimension,
@@ -29,7 +30,6 @@ from keras_unet_sr.tuning.hypermodel import (
     space_to_json,
 )
 from keras_unet_sr.tuning.search import make_tuner
-from keras_unet_sr.unet import SuperResolutionUNet
 
 # Smoke data and tiny U-Nets: two optimizer steps per epoch.
 TINY = ["--smoke", "--steps-per-epoch", "2", "--space", "depth=1,2"]

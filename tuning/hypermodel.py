@@ -27,8 +27,8 @@ import numpy as np
 
 from keras_unet_sr.config import FitConfig, read_json
 from keras_unet_sr.errors import UserError
-from keras_unet_sr.training import build_model, compile_model
-from keras_unet_sr.unet import NORMALIZATIONS
+from keras_unet_sr.model.unet import NORMALIZATIONS
+from keras_unet_sr.training.fit import build_model, compile_model
 
 OBJECTIVE = "val_psnr"
 SPACE_SYNTAX = (

@@ -35,8 +35,8 @@ import tensorflow as tf
 
 from keras_unet_sr.config import FitConfig, save_config
 from keras_unet_sr.errors import UserError
-from keras_unet_sr.folders import make_output_folder
-from keras_unet_sr.training import _verbosity, check_precision, load_training_data
+from keras_unet_sr.files.folders import make_output_folder
+from keras_unet_sr.training.fit import _verbosity, check_precision, load_training_data
 from keras_unet_sr.tuning.hypermodel import (
     OBJECTIVE,
     Dimension,

@@ -25,8 +25,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from keras_unet_sr import tiff_io
 from keras_unet_sr.errors import UserError
+from keras_unet_sr.files import tiff_io
 
 from . import simulation
 

@@ -135,8 +135,8 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     """The `FitConfig` a command line asks for."""
     from keras_unet_sr.config import FitConfig, load_config, smoke
+    from keras_unet_sr.data.frames import parse_frame_subset
     from keras_unet_sr.errors import UserError
-    from keras_unet_sr.frames import parse_frame_subset
 
     config = load_config(args.config) if args.config else FitConfig()
     if args.smoke:  # shrink first, so explicit flags still win
@@ -190,7 +190,7 @@ def config_from_args(args: argparse.Namespace):
 def strategy_from_args(args: argparse.Namespace):
     """The tf.distribute strategy the flags ask for (not part of the config:
     a run may resume on other hardware)."""
-    from keras_unet_sr.distribute import make_strategy, split_cpu
+    from keras_unet_sr.training.distribute import make_strategy, split_cpu
 
     if args.cpu_replicas:
         split_cpu(args.cpu_replicas)
@@ -198,7 +198,7 @@ def strategy_from_args(args: argparse.Namespace):
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    from keras_unet_sr.training import fit
+    from keras_unet_sr.training.fit import fit
 
     config = config_from_args(args)
     fit(config, args.out, strategy=strategy_from_args(args))
@@ -209,7 +209,11 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from keras_unet_sr.file_prediction import LocalBackend, ServerBackend, predict_files
+    from keras_unet_sr.inference.file_prediction import (
+        LocalBackend,
+        ServerBackend,
+        predict_files,
+    )
 
     if args.server:
         from keras_unet_sr.export.serving_protocol import tune_malloc_for_large_messages
@@ -252,9 +256,9 @@ def raise_user_error(message: str):
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from keras_unet_sr import evaluation
     from keras_unet_sr.config import DataConfig
-    from keras_unet_sr.file_prediction import LocalBackend
+    from keras_unet_sr.inference.file_prediction import LocalBackend
+    from keras_unet_sr.quality import evaluation
 
     for path in args.out:  # refuse a bad report path before the work
         _check_report_path(path)
@@ -265,7 +269,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         images = evaluation.folder_images(args.data)
         where = args.data
     else:
-        from keras_unet_sr.data import load_paired_images
+        from keras_unet_sr.data.sources import load_paired_images
 
         data = load_paired_images(DataConfig(source=args.data, data_dir=args.data_dir))
         split = data.split_or_fallback(args.split)
@@ -285,7 +289,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _frames_checked(images, backend):
     """Name the image whose frame count the model cannot read."""
-    from keras_unet_sr.file_prediction import check_frames
+    from keras_unet_sr.inference.file_prediction import check_frames
 
     for name, low, high in images:
         check_frames(low, backend.frames, backend.frame_subset, name)
@@ -309,8 +313,8 @@ def _check_report_path(path: str) -> None:
 
 def _run_export(args: argparse.Namespace) -> int:
     from keras_unet_sr.export.saved_model_bundle import export_bundle
-    from keras_unet_sr.file_prediction import load_model_checked
-    from keras_unet_sr.prediction import load_model
+    from keras_unet_sr.inference.file_prediction import load_model_checked
+    from keras_unet_sr.inference.predictor import load_model
 
     model = load_model_checked(args.model, lambda p: load_model(p, args.precision))
     sizes = [_parse_size(text) for text in args.warmup_sizes.split(",") if text]

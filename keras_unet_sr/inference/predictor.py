@@ -11,10 +11,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_unet_sr.frames import select_frames
-from keras_unet_sr.precision import resolve_precision
-from keras_unet_sr.tiling import TilingPlan, plan_for_model, tiled_predict
-from keras_unet_sr.unet import SuperResolutionUNet
+from keras_unet_sr.data.frames import select_frames
+from keras_unet_sr.inference.tiling import TilingPlan, plan_for_model, tiled_predict
+from keras_unet_sr.model.precision import resolve_precision
+from keras_unet_sr.model.unet import SuperResolutionUNet
 
 
 class Predictor:

@@ -25,29 +25,29 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from keras_unet_sr import callbacks as cb
 from keras_unet_sr.config import FitConfig, load_config, save_config
-from keras_unet_sr.data import PairedImages, load_paired_images
-from keras_unet_sr.distribute import (
-    agree_on_minimum,
-    fixes_for,
-    per_replica_batch,
-    worker_role,
-)
-from keras_unet_sr.errors import UserError
-from keras_unet_sr.evaluation import score_model_and_baseline, summarize_scores
-from keras_unet_sr.folders import check_can_create, make_output_folder
-from keras_unet_sr.losses import SSIML1Loss
-from keras_unet_sr.metrics import PSNR, SSIM
-from keras_unet_sr.pipeline import (
+from keras_unet_sr.data.pipeline import (
     TileSampler,
     prepare_images,
     training_tiles,
     validation_tiles,
 )
-from keras_unet_sr.precision import resolve_precision
-from keras_unet_sr.prediction import Predictor, load_model
-from keras_unet_sr.unet import SuperResolutionUNet
+from keras_unet_sr.data.sources import PairedImages, load_paired_images
+from keras_unet_sr.errors import UserError
+from keras_unet_sr.files.folders import check_can_create, make_output_folder
+from keras_unet_sr.inference.predictor import Predictor, load_model
+from keras_unet_sr.model.precision import resolve_precision
+from keras_unet_sr.model.unet import SuperResolutionUNet
+from keras_unet_sr.quality.evaluation import score_model_and_baseline, summarize_scores
+from keras_unet_sr.quality.losses import SSIML1Loss
+from keras_unet_sr.quality.metrics import PSNR, SSIM
+from keras_unet_sr.training import callbacks as cb
+from keras_unet_sr.training.distribute import (
+    agree_on_minimum,
+    fixes_for,
+    per_replica_batch,
+    worker_role,
+)
 
 
 class TrainingDiverged(UserError):
@@ -266,7 +266,7 @@ def fit(
     Args:
         config: The run's config (`config.train.batch` is the global batch).
         out_dir: Output folder; resumed if it holds this run's backup.
-        strategy: A tf.distribute strategy (`keras_unet_sr.distribute`);
+        strategy: A tf.distribute strategy (`keras_unet_sr.training.distribute`);
             default: one device.
         verbose: Keras verbosity (`"auto"`: progress bar on a terminal).
         print_fn: Where the run's summary lines go.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_unet_sr import image_quality
-from keras_unet_sr.layers import PACKAGE
+from keras_unet_sr.model.layers import PACKAGE
+from keras_unet_sr.quality import image_quality
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from keras_unet_sr.normalization import percentile_range, safe_scale
+from keras_unet_sr.data.normalization import percentile_range, safe_scale
 
 # Chosen by measurement (benchmarks/run.py --sweep, 2-core CPU): 768-pixel
 # tiles one at a time reached 0.88 of the untiled model's throughput on

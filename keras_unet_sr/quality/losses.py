@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from keras_unet_sr import image_quality
-from keras_unet_sr.layers import PACKAGE
+from keras_unet_sr.model.layers import PACKAGE
+from keras_unet_sr.quality import image_quality
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -143,7 +143,7 @@ def agree_on_minimum(strategy: tf.distribute.Strategy, value: int) -> int:
 def fixes_for(strategy: tf.distribute.Strategy):
     """The Keras multi-worker workarounds for `strategy`, or nothing."""
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        from keras_unet_sr.multiworker_fixes import multi_worker_fixes
+        from keras_unet_sr.training.multiworker_fixes import multi_worker_fixes
 
         return multi_worker_fixes()
     return contextlib.nullcontext()

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_unet_sr import image_quality
-from keras_unet_sr.normalization import percentile_normalize
-from keras_unet_sr.prediction import bicubic_baseline
+from keras_unet_sr.data.normalization import percentile_normalize
+from keras_unet_sr.inference.predictor import bicubic_baseline
+from keras_unet_sr.quality import image_quality
 
 REFERENCE_PERCENTILES = (0.1, 99.9)
 METRICS = ("psnr", "ssim", "nrmse")
@@ -86,7 +86,7 @@ def score_model_and_baseline(predictor, named_images) -> list[dict]:
     """Score a `Predictor` and the bicubic baseline on whole images.
 
     Args:
-        predictor: A `keras_unet_sr.prediction.Predictor`.
+        predictor: A `keras_unet_sr.inference.predictor.Predictor`.
         named_images: Iterable of `(name, low (H, W, F), high (sH, sW, C))`.
 
     Returns:
@@ -119,7 +119,7 @@ def summarize_scores(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 def folder_images(folder: str):
     """`(name, low, high)` for every TIFF pair of a `low/`+`high/` folder."""
-    from keras_unet_sr import tiff_io
+    from keras_unet_sr.files import tiff_io
 
     for pair in tiff_io.find_pairs(folder):
         low, high, _ = tiff_io.load_pair(pair)

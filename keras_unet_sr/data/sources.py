@@ -15,11 +15,11 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_unet_sr import tiff_io
 from keras_unet_sr.config import DataConfig
 from keras_unet_sr.datasets.microscopy_sr import microscopy_sr_dataset_builder as msr
 from keras_unet_sr.datasets.microscopy_sr import simulation
 from keras_unet_sr.errors import UserError
+from keras_unet_sr.files import tiff_io
 
 SYNTHETIC_PREFIX = "synthetic:"
 

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from keras_unet_sr.frames import select_frames
-from keras_unet_sr.normalization import percentile_normalize
+from keras_unet_sr.data.frames import select_frames
+from keras_unet_sr.data.normalization import percentile_normalize
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import keras
 
-from keras_unet_sr.layers import PACKAGE, InterpolatedFrameMean, PixelShuffle
+from keras_unet_sr.model.layers import PACKAGE, InterpolatedFrameMean, PixelShuffle
 
 NORMALIZATIONS = ("none", "batch", "layer")
 SCALES = (1, 2, 4)
@@ -44,9 +44,9 @@ class SuperResolutionUNet(keras.Model):
     `get_config()` returns the builder arguments, as keras-hub backbones do.
 
     Input `image`: `(batch, H, W, frames)` float, already intensity-normalized
-    (see `keras_unet_sr.normalization`). `H` and `W` must be multiples of
+    (see `keras_unet_sr.data.normalization`). `H` and `W` must be multiples of
     `2**depth` (the pooling factor, `size_multiple`); any such size works, and
-    `keras_unet_sr.tiling` handles every other size. Output: `(batch,
+    `keras_unet_sr.inference.tiling` handles every other size. Output: `(batch,
     scale*H, scale*W, out_channels)` float32 in the same normalized units.
 
     The upsampling is inside the network (sub-pixel convolution), and the

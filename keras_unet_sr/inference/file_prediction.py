@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_unet_sr import tiff_io
 from keras_unet_sr.errors import UserError
-from keras_unet_sr.folders import make_output_folder
+from keras_unet_sr.files import tiff_io
+from keras_unet_sr.files.folders import make_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class LocalBackend:
         batch_size: int | None = None,
         precision: str = "float32",
     ):
-        from keras_unet_sr.prediction import Predictor, load_model
+        from keras_unet_sr.inference.predictor import Predictor, load_model
 
         model = load_model_checked(model_path, lambda path: load_model(path, precision))
         try:
@@ -85,7 +85,7 @@ class ServerBackend:
 
 def load_model_checked(path: str, loader: Callable):
     """Load a model file, turning every way it can be wrong into one line."""
-    from keras_unet_sr.unet import SuperResolutionUNet
+    from keras_unet_sr.model.unet import SuperResolutionUNet
 
     if not os.path.exists(path):
         raise UserError(f"{path}: no such model file")

@@ -1,0 +1,1 @@
+"""Data: the one normalization, frame selection, the tile pipeline and data sources."""

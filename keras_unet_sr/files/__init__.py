@@ -1,0 +1,1 @@
+"""File helpers: TIFF reading and writing, output folders."""

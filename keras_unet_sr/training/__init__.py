@@ -1,0 +1,1 @@
+"""Training: `fit`, its callbacks, and tf.distribute strategies."""
