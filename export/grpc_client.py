@@ -22,6 +22,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from keras_unet_sr.errors import UserError
 from keras_unet_sr.export import serving_protocol
 
 METADATA_SIGNATURE = "metadata"
@@ -324,3 +325,30 @@ def _decode(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode(item) for item in value]
     return value
+
+
+class ServerBackend:
+    """Sends each image to TF-Serving over gRPC (the bundle's signatures)."""
+
+    def __init__(self, target: str, model_name: str):
+        self.client = ServingClient(target, model_name)
+        try:
+            info = self.client.model_info()
+        except ServingError as error:
+            raise UserError(str(error)) from error
+        self.frames = int(info["frames"])
+        self.frame_subset = tuple(info["frame_subset"]) or None
+        self.description = f"model '{model_name}' on {target}"
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        # uint16 travels as is (half the bytes); everything else as float32.
+        if image.dtype == np.uint16:
+            signature = "predict_uint16"
+        else:
+            signature, image = "serving_default", image.astype(np.float32)
+        try:
+            return self.client.predict({"image": image}, signature_name=signature)[
+                "sr_image"
+            ]
+        except ServingError as error:
+            raise UserError(str(error)) from error

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,7 +39,8 @@ import tensorflow as tf
 
 from keras_unet_sr import __version__
 from keras_unet_sr.errors import UserError
-from keras_unet_sr.export import serving_protocol
+from keras_unet_sr.export import bundle_layout, serving_protocol
+from keras_unet_sr.files.atomic import atomic_path
 from keras_unet_sr.files.folders import make_output_folder
 from keras_unet_sr.inference.predictor import Predictor
 from keras_unet_sr.model.unet import SuperResolutionUNet
@@ -136,7 +136,7 @@ def bundle_metadata(predictor: Predictor) -> dict:
 
 
 def _next_version(base: Path) -> int:
-    versions = serving_protocol.list_versions(base) if base.is_dir() else []
+    versions = bundle_layout.list_versions(base) if base.is_dir() else []
     return max(versions, default=0) + 1
 
 
@@ -216,11 +216,10 @@ def export_bundle(
     )
     archive.add_endpoint("metadata", module.metadata, [])
 
-    staging = base / f".tmp-{version}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    # The version appears complete, or not at all (never replaced).
+    with atomic_path(final, folder=True, replace=False) as staging:
         archive.write_out(str(staging), verbose=False)
-        serving_protocol.write_warmup_requests(
+        bundle_layout.write_warmup_requests(
             staging, _warmup_requests(module, model_name, warmup_sizes)
         )
         info = {
@@ -230,9 +229,5 @@ def export_bundle(
         (staging / "assets.extra" / METADATA_FILE).write_text(
             json.dumps(info, indent=2)
         )
-        os.rename(staging, final)  # the version appears complete, or not at all
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    serving_protocol.write_models_config(base / "models.config", {model_name: base})
+    bundle_layout.write_models_config(base / "models.config", {model_name: base})
     return final

@@ -61,6 +61,73 @@ def _map_checkout_subpackages() -> None:
 
 _map_checkout_subpackages()
 
+# Modules whose import registers Keras serializables ("keras_unet_sr>...").
+_SERIALIZABLES = (
+    "keras_unet_sr.model.layers",
+    "keras_unet_sr.model.unet",
+    "keras_unet_sr.quality.losses",
+    "keras_unet_sr.quality.metrics",
+)
+
+
+def _register_serializables() -> None:
+    for name in _SERIALIZABLES:
+        importlib.import_module(name)
+
+
+class _RegisteringLoader:
+    """Keras' own loader, plus our registration once Keras has executed."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name: str):  # resource readers and the like
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self.loader.exec_module(module)
+        sys.meta_path[:] = [
+            f for f in sys.meta_path if type(f) is not _AfterKerasImport
+        ]
+        _register_serializables()
+
+
+class _AfterKerasImport:
+    """Registers our serializables as soon as `keras` is imported.
+
+    Why: `keras.saving.load_model` finds "keras_unet_sr>SuperResolutionUNet"
+    only in Keras' registry, which a class enters when its module runs. That
+    must hold after a plain `import keras_unet_sr` (as with keras-hub), but
+    importing Keras there would cost `keras-unet-sr --help` seconds. So the
+    registration waits for whoever imports Keras first (at once if it already
+    is): loading a model needs Keras imported anyway.
+    """
+
+    looking = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        # `importlib.util.find_spec("keras")` (TensorFlow calls it) also gets
+        # here without importing: stay until Keras actually executes.
+        if fullname != "keras" or self.looking:
+            return None
+        self.looking = True
+        try:
+            spec = importlib.util.find_spec("keras")
+        finally:
+            self.looking = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _RegisteringLoader(spec.loader)
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_serializables()
+else:
+    sys.meta_path.insert(0, _AfterKerasImport())
+
 _EXPORTS = {
     "SuperResolutionUNet": "keras_unet_sr.model.unet",
     "PixelShuffle": "keras_unet_sr.model.layers",

@@ -1,8 +1,12 @@
-"""The run configuration: one small, explicit default, and a smoke shrink.
+"""The run configuration: every setting defined once, with its type, range and choices.
 
-`FitConfig()` is the whole recipe of the README's quick start. A run writes
-its config to `OUT/config.json`; `keras-unet-sr fit --config that.json`
-repeats it (flags given on the command line override the file). `smoke()`
+`FitConfig()` is the whole recipe of the README's quick start. Each field is
+declared once, with `setting(...)`: its default, help, allowed values and
+whether the tuner may vary it. From that one declaration come the JSON
+validation (`FitConfig.from_dict`), the command-line flags
+(`keras_unet_sr.cli.options`), the model's argument checks and the tuner's
+hyperparameter names (`tunable_settings`). A run writes its config to
+`OUT/config.json`; `keras-unet-sr fit --config that.json` repeats it. `smoke()`
 shrinks any config to seconds for tests, like big_vision's `runlocal`.
 """
 
@@ -11,97 +15,159 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from keras_unet_sr.errors import UserError
+from keras_unet_sr.files.atomic import write_json
+from keras_unet_sr.settings import Field, class_fields, setting
+
+# The allowed choices, named once (the model, the flags and the tuner use these).
+NORMALIZATIONS = ("none", "batch", "layer")
+SCALES = (1, 2, 4)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 @dataclasses.dataclass
 class DataConfig:
-    """Where images come from.
+    """Where images come from."""
 
-    Attributes:
-        source: `synthetic:<config>` (sim9, sim3, confocal, widefield), a
-            folder of paired TIFFs (`low/`, `high/`), or a TFDS name.
-        data_dir: TFDS data directory (default: TFDS's, `~/tensorflow_datasets`).
-        frame_subset: Raw frames the model reads, e.g. `[0, 5, 10]` (SIM3 out
-            of 15 frames); `None` = all.
-        validation_names: Paired TIFFs: image names held out for validation.
-        test_names: Paired TIFFs: image names held out for testing.
-        synthetic_images: Synthetic: training images (None = the config's).
-        synthetic_size: Synthetic: low-resolution image side.
-    """
-
-    source: str = "synthetic:sim9"
-    data_dir: str | None = None
-    frame_subset: list[int] | None = None
-    validation_names: list[str] = dataclasses.field(default_factory=list)
-    test_names: list[str] = dataclasses.field(default_factory=list)
-    synthetic_images: int | None = None
-    synthetic_size: int | None = None
+    source: str = setting(
+        "synthetic:sim9",
+        "synthetic:<sim9|sim3|confocal|widefield>, a folder with low/ and high/ "
+        "TIFF pairs, or a TFDS dataset name",
+        flag="data",
+    )
+    data_dir: str | None = setting(
+        None, "TFDS data directory (default ~/tensorflow_datasets)"
+    )
+    frame_subset: list[int] | None = setting(
+        None,
+        "raw frames the model reads, e.g. 0,5,10 (SIM3 of 15)",
+        minimum=0,
+        flag=None,
+    )
+    validation_names: list[str] = setting(
+        [], "paired TIFFs: comma-separated image names held out for validation"
+    )
+    test_names: list[str] = setting(
+        [], "paired TIFFs: comma-separated image names held out for testing"
+    )
+    synthetic_images: int | None = setting(
+        None, "synthetic: training images (default: the config's)", minimum=1
+    )
+    synthetic_size: int | None = setting(
+        None, "synthetic: low-resolution image side", minimum=16
+    )
 
 
 @dataclasses.dataclass
 class ModelConfig:
-    """`SuperResolutionUNet` arguments (frames and scale come from the data).
+    """`SuperResolutionUNet` arguments (frames and scale come from the data)."""
 
-    Attributes:
-        scale: Expected scale factor; `None` = whatever the data has.
-        frames: Expected frame count after `frame_subset`; `None` = any.
-    """
-
-    scale: int | None = None
-    frames: int | None = None
-    depth: int = 2
-    filters: int = 32
-    kernel_size: int = 3
-    convs_per_level: int = 2
-    normalization: str = "none"
-    dropout: float = 0.0
-    residual_interpolation: str = "bicubic"
-    percentiles: list[float] = dataclasses.field(default_factory=lambda: [1.0, 99.8])
+    scale: int | None = setting(
+        None, "expected scale factor (checked against the data)", choices=SCALES
+    )
+    frames: int | None = setting(
+        None, "expected frame count after the frame subset", minimum=1, flag=None
+    )
+    depth: int = setting(
+        2, "U-Net depth (number of 2x poolings)", minimum=0, maximum=6, tunable=True
+    )
+    filters: int = setting(32, "filters of the first level", minimum=1, tunable=True)
+    kernel_size: int = setting(
+        3, "convolution kernel size", minimum=1, odd=True, tunable=True
+    )
+    convs_per_level: int = setting(
+        2, "convolutions per U-Net level", minimum=1, tunable=True
+    )
+    normalization: str = setting(
+        "none", "feature normalization", choices=NORMALIZATIONS, tunable=True
+    )
+    dropout: float = setting(
+        0.0, "spatial dropout in the bottleneck", minimum=0.0, below=1.0, tunable=True
+    )
+    residual_interpolation: str = setting(
+        "bicubic", "interpolation of the residual frame mean", choices=INTERPOLATIONS
+    )
+    percentiles: list[float] = setting(
+        [1.0, 99.8],
+        "input normalization percentiles LOW,HIGH",
+        minimum=0.0,
+        maximum=100.0,
+        length=2,
+        increasing=True,
+    )
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Optimization, tiles and callbacks.
+    """Optimization, tiles and callbacks."""
 
-    Attributes:
-        tile: Low-resolution training tile side (multiple of `2**depth`).
-        batch: Tiles per step.
-        epochs: Epochs (each `steps_per_epoch` steps).
-        steps_per_epoch: Optimizer steps per epoch.
-        lr: Peak learning rate of the warmup + cosine schedule.
-        warmup_steps: Linear warmup steps.
-        loss_alpha: SSIM weight of the SSIM-L1 loss.
-        multiscale_ssim: Use MS-SSIM in the loss (tiles >= 176 output px).
-        tiles_per_image: Tiles cut per image draw.
-        validation_tiles: Fixed validation tiles scored each epoch.
-        early_stopping_patience: Epochs without val_loss improvement
-            before stopping (0 disables).
-        panel_examples: Validation tiles in the TensorBoard image panel.
-        precision: `"auto"` (the fastest for the machine, see
-            `keras_unet_sr.model.precision`), `"float32"`, `"mixed_float16"` or
-            `"mixed_bfloat16"`.
-        seed: Seed of the tile stream and of the weights.
-    """
-
-    tile: int = 64
-    batch: int = 8
-    epochs: int = 12
-    steps_per_epoch: int = 100
-    lr: float = 2e-3
-    warmup_steps: int = 50
-    loss_alpha: float = 0.84
-    multiscale_ssim: bool = False
+    tile: int = setting(
+        64, "training tile side in input pixels (multiple of 2**depth)", minimum=1
+    )
+    batch: int = setting(8, "tiles per step (the global batch)", minimum=1)
+    epochs: int = setting(12, "epochs of steps_per_epoch steps", minimum=1)
+    steps_per_epoch: int = setting(100, "optimizer steps per epoch", minimum=1)
+    lr: float = setting(2e-3, "peak learning rate", above=0.0, tunable=True)
+    warmup_steps: int = setting(50, "linear warmup steps", minimum=0, tunable=True)
+    loss_alpha: float = setting(
+        0.84, "SSIM weight in the SSIM-L1 loss", minimum=0.0, maximum=1.0, tunable=True
+    )
+    multiscale_ssim: bool = setting(
+        False, "MS-SSIM in the loss (output tiles >= 176 px)"
+    )
     # 16, not 8: each draw decodes and normalizes an image once; measured
     # 858 vs 472 tiles/s during the first (uncached) pass over the data.
-    tiles_per_image: int = 16
-    validation_tiles: int = 64
-    early_stopping_patience: int = 6
-    panel_examples: int = 4
-    precision: str = "auto"
-    seed: int = 0
+    tiles_per_image: int = setting(16, "tiles cut per image draw", minimum=1)
+    validation_tiles: int = setting(
+        64, "fixed validation tiles scored each epoch", minimum=1
+    )
+    early_stopping_patience: int = setting(
+        6, "epochs without val_loss improvement before stopping (0: never)", minimum=0
+    )
+    panel_examples: int = setting(
+        4, "validation tiles in the TensorBoard image panel", minimum=1
+    )
+    precision: str = setting(
+        "auto",
+        "auto (default): mixed_bfloat16 on CPUs with native BF16, mixed_float16 "
+        "on GPUs, else float32",
+        choices=PRECISIONS,
+    )
+    seed: int = setting(0, "seed of the tile stream and of the weights", minimum=0)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+}
+
+
+def fields(section: str | None = None) -> Iterator[Field]:
+    """Every config field (of one section), with its type and `Setting`."""
+    for name, cls in SECTIONS.items():
+        if section not in (None, name):
+            continue
+        yield from class_fields(name, cls)
+
+
+def field(key: str) -> Field:
+    """The field `section.name`."""
+    section, _, name = key.partition(".")
+    for found in fields(section):
+        if found.name == name:
+            return found
+    raise KeyError(key)
+
+
+def tunable_settings() -> dict[str, Field]:
+    """The fields a hyperparameter search may vary, by name."""
+    return {f.name: f for f in fields() if f.spec.tunable}
 
 
 @dataclasses.dataclass
@@ -116,26 +182,59 @@ class FitConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], origin: str = "config") -> FitConfig:
-        """Build from nested dicts, naming any unknown or misplaced key."""
-        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-        unknown = set(values) - set(sections)
+    def from_dict(cls, values: Any, origin: str = "config") -> FitConfig:
+        """Build from nested dicts, validating every key's type and range.
+
+        Raises:
+            UserError: one line naming `origin`, the key and the allowed values.
+        """
+        if not isinstance(values, dict):
+            raise UserError(f"{origin}: not a keras-unet-sr config (not an object)")
+        unknown = set(values) - set(SECTIONS)
         if unknown:
             raise UserError(
                 f"{origin}: unknown section(s) {sorted(unknown)}; "
-                f"expected {sorted(sections)}"
+                f"expected {sorted(SECTIONS)}"
             )
         built = {}
-        for name, section_cls in sections.items():
+        for name, section_cls in SECTIONS.items():
             section = values.get(name, {})
             if not isinstance(section, dict):
                 raise UserError(f"{origin}: '{name}' must be an object")
-            fields = {f.name for f in dataclasses.fields(section_cls)}
-            extra = set(section) - fields
+            known = {f.name: f for f in fields(name)}
+            extra = set(section) - set(known)
             if extra:
                 raise UserError(f"{origin}: unknown key(s) {sorted(extra)} in '{name}'")
-            built[name] = section_cls(**section)
+            checked = {
+                key: check_value(known[key], raw, origin)
+                for key, raw in section.items()
+            }
+            built[name] = section_cls(**checked)
         return cls(**built)
+
+    def copy(self) -> FitConfig:
+        return FitConfig.from_dict(self.to_dict())
+
+
+def check_value(found: Field, raw: Any, origin: str | None = None) -> Any:
+    """`raw` converted and checked for `found`; a one-line `UserError` if not.
+
+    Args:
+        found: The field.
+        raw: A JSON value or a flag's text.
+        origin: The file the value comes from; `None` for a command-line flag.
+    """
+    try:
+        return found.check(raw)
+    except ValueError as error:
+        where = f"{origin}: {found.key}" if origin else (found.flag or found.key)
+        raise UserError(f"{where}: {error}") from None
+
+
+def set_value(config: FitConfig, key: str, raw: Any, origin: str | None = None) -> None:
+    """Set `section.name` in `config` to a checked value."""
+    found = field(key)
+    setattr(getattr(config, found.section), found.name, check_value(found, raw, origin))
 
 
 def read_json(path: str | os.PathLike, label: str, what: str = "file") -> Any:
@@ -150,30 +249,18 @@ def read_json(path: str | os.PathLike, label: str, what: str = "file") -> Any:
 
 
 def load_config(path: str | os.PathLike) -> FitConfig:
-    """Read a `config.json` written by `fit` (or `tune`'s best config)."""
-    values = read_json(path, str(path), "config")
-    if not isinstance(values, dict):
-        raise UserError(
-            f"{path}: not a keras-unet-sr config (top level is not an object)"
-        )
-    try:
-        return FitConfig.from_dict(values, origin=str(path))
-    except TypeError as error:
-        raise UserError(f"{path}: {error}") from error
+    """Read and validate a `config.json` written by `fit` (or `tune`'s best config)."""
+    return FitConfig.from_dict(read_json(path, str(path), "config"), origin=str(path))
 
 
 def save_config(config: FitConfig, path: str | os.PathLike) -> None:
-    """Write `config` as JSON atomically (temporary file, then rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as stream:
-        json.dump(config.to_dict(), stream, indent=2)
-        stream.write("\n")
-    os.replace(tmp, path)
+    """Write `config` as JSON, atomically."""
+    write_json(path, config.to_dict())
 
 
 def smoke(config: FitConfig) -> FitConfig:
     """Shrink a config to a seconds-long run (tests, CI, trying a setup)."""
-    config = FitConfig.from_dict(config.to_dict())
+    config = config.copy()
     config.model.depth = min(config.model.depth, 1)
     config.model.filters = min(config.model.filters, 4)
     config.train.tile = 32

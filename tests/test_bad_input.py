@@ -20,6 +20,7 @@ import tifffile
 
 from keras_unet_sr import SuperResolutionUNet
 from keras_unet_sr.cli import main
+from keras_unet_sr.errors import UserError
 
 FRAMES, SCALE = 9, 2
 
@@ -135,6 +136,15 @@ def world(tmp_path_factory) -> dict:
     w["corrupt_config"].write_text('{"data": {"source": ')
     w["foreign_config"] = root / "foreign.json"
     w["foreign_config"].write_text(json.dumps({"name": "x", "layers": []}))
+    for name, section, values in (
+        ("string_tile", "train", {"tile": "big"}),
+        ("zero_tiles", "train", {"tiles_per_image": 0}),
+        ("zero_filters", "model", {"filters": 0}),
+        ("half_depth", "model", {"depth": 2.5}),
+        ("odd_normalization", "model", {"normalization": "group"}),
+    ):
+        w[f"{name}_config"] = root / f"{name}.json"
+        w[f"{name}_config"].write_text(json.dumps({section: values}))
     w["a_file"] = root / "a_file"
     w["a_file"].write_text("already here")
     w["corrupt_bundle"] = root / "corrupt_bundle"
@@ -236,6 +246,47 @@ CATALOG = [
         lambda w: ["fit", "--config", str(w["foreign_config"]), *out(w, "f16")],
         ["foreign.json: unknown section(s)"],
     ),
+    # Every value is checked on load, by the rules declared once in the config.
+    *[
+        (
+            f"fit-config-{name}",
+            lambda w, name=name: [
+                "fit",
+                "--config",
+                str(w[f"{name}_config"]),
+                *out(w, f"c-{name}"),
+            ],
+            [f"{name}.json: {key}: {problem}"],
+        )
+        for name, key, problem in (
+            ("string_tile", "train.tile", "'big' is not an integer (>= 1)"),
+            ("zero_tiles", "train.tiles_per_image", "0 is out of range (>= 1)"),
+            ("zero_filters", "model.filters", "0 is out of range (>= 1)"),
+            ("half_depth", "model.depth", "2.5 is not an integer (0..6)"),
+            (
+                "odd_normalization",
+                "model.normalization",
+                "'group' is not one of none, batch, layer",
+            ),
+        )
+    ],
+    *[
+        (
+            f"fit-flag{flag}",
+            lambda w, flag=flag, value=value: (
+                fit_args(w, w["good"], flag, value) + out(w, f"flag{flag}")
+            ),
+            [f"{flag}: {problem}"],
+        )
+        for flag, value, problem in (
+            ("--depth", "-1", "-1 is out of range (0..6)"),
+            ("--filters", "-3", "-3 is out of range (>= 1)"),
+            ("--dropout", "2", "2.0 is out of range (in [0, 1))"),
+            ("--tile", "0", "0 is out of range (>= 1)"),
+            ("--lr", "0", "0.0 is out of range (> 0)"),
+            ("--percentiles", "99,1", "[99.0, 1.0] must be increasing"),
+        )
+    ],
     (
         "fit-out-is-a-file",
         lambda w: fit_args(w, w["good"], "--out", str(w["a_file"])),
@@ -586,7 +637,7 @@ def test_a_failed_fit_does_not_touch_an_existing_run(world, tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback(world, capsys):
-    with pytest.raises(Exception, match="no such"):
+    with pytest.raises(UserError, match="no such"):
         main(
             [
                 "--debug",

@@ -35,7 +35,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from keras_unet_sr.export import serving_protocol
+from keras_unet_sr.export import bundle_layout, serving_protocol
 from keras_unet_sr.export.grpc_client import ServingClient, ServingError
 from keras_unet_sr.export.grpc_server import ServerHandle, start_server
 
@@ -97,7 +97,7 @@ def _add_version(base: Path, version: int, template: Path, warmup=()) -> Path:
     partial = base / f".tmp-{version}"
     shutil.copytree(template, partial)
     if warmup:
-        serving_protocol.write_warmup_requests(partial, warmup)
+        bundle_layout.write_warmup_requests(partial, warmup)
     return partial.rename(base / str(version))
 
 
@@ -445,7 +445,7 @@ class TestServer:
         half_written = base / ".tmp-7"
         half_written.mkdir()
         (half_written / "saved_model.pb").write_bytes(b"\x08")
-        serving_protocol.write_models_config(base / "models.config", {MODEL: base})
+        bundle_layout.write_models_config(base / "models.config", {MODEL: base})
         (base / "notes").mkdir()
 
         stop = threading.Event()
@@ -556,24 +556,24 @@ class TestClientErrors:
 class TestProtocol:
     def test_warmup_file_holds_prediction_logs(self, tmp_path):
         requests = [_request(_small(1.0)), _request(_small(2.0), signature="tile")]
-        path = serving_protocol.write_warmup_requests(tmp_path, requests)
+        path = bundle_layout.write_warmup_requests(tmp_path, requests)
         assert path == tmp_path / "assets.extra" / "tf_serving_warmup_requests"
         records = [
             prediction_log_pb2.PredictionLog.FromString(record.numpy())
             for record in tf.data.TFRecordDataset(str(path))
         ]
         assert [log.predict_log.request for log in records] == requests
-        assert serving_protocol.read_warmup_requests(tmp_path) == records
+        assert bundle_layout.read_warmup_requests(tmp_path) == records
 
     def test_list_versions_ignores_everything_else(self, tmp_path):
         for name in ("1", "2", "10", ".tmp-3", "007", "abc"):
             (tmp_path / name).mkdir()
         (tmp_path / "5").write_text("a file, not a version")
-        serving_protocol.write_models_config(tmp_path / "models.config", {MODEL: "/m"})
-        assert serving_protocol.list_versions(tmp_path) == [1, 2, 10]
+        bundle_layout.write_models_config(tmp_path / "models.config", {MODEL: "/m"})
+        assert bundle_layout.list_versions(tmp_path) == [1, 2, 10]
 
     def test_models_config(self, tmp_path):
-        path = serving_protocol.write_models_config(
+        path = bundle_layout.write_models_config(
             tmp_path / "models.config",
             {MODEL: "/models/sr", "other": Path("/models/o")},
         )

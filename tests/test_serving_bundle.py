@@ -20,7 +20,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from keras_unet_sr import SuperResolutionUNet
-from keras_unet_sr.export import serving_protocol
+from keras_unet_sr.export import bundle_layout
 from keras_unet_sr.export.grpc_client import ServingClient, ServingError
 from keras_unet_sr.export.grpc_server import start_server
 from keras_unet_sr.export.saved_model_bundle import export_bundle
@@ -179,10 +179,10 @@ def test_killed_export_leaves_no_visible_version(tmp_path, console_script, bundl
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        assert serving_protocol.list_versions(base) == []
+        assert bundle_layout.list_versions(base) == []
     # A later export still works and picks version 1.
     assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
-    assert serving_protocol.list_versions(base) == [1]
+    assert bundle_layout.list_versions(base) == [1]
 
 
 @pytest.fixture(scope="module")

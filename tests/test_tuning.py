@@ -17,11 +17,12 @@ import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from keras_unet_sr.cli import config_from_args, main
+from keras_unet_sr.cli import main
+from keras_unet_sr.cli.options import config_from_args
+from keras_unet_sr.cli.tune import register, space_from_args
 from keras_unet_sr.config import FitConfig, load_config, smoke
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.model.unet import SuperResolutionUNet
-from keras_unet_sr.tuning.command import register, space_from_args
 from keras_unet_sr.tuning.hypermodel import (
     Dimension,
     SuperResolutionHyperModel,
@@ -45,7 +46,7 @@ def parse_tune(*argv: str) -> argparse.Namespace:
 # `keras-unet-sr tune` in a child process, for killing it mid-trial.
 TUNE_SCRIPT = """
 import argparse, sys
-from keras_unet_sr.tuning.command import register
+from keras_unet_sr.cli.tune import register
 parser = argparse.ArgumentParser(prog="keras-unet-sr")
 register(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args(sys.argv[1:])

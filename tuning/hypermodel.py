@@ -18,16 +18,15 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import keras_tuner
 import numpy as np
 
-from keras_unet_sr.config import FitConfig, read_json
+from keras_unet_sr.config import Field, FitConfig, read_json, tunable_settings
 from keras_unet_sr.errors import UserError
-from keras_unet_sr.model.unet import NORMALIZATIONS
 from keras_unet_sr.training.fit import build_model, compile_model
 
 OBJECTIVE = "val_psnr"
@@ -36,38 +35,10 @@ SPACE_SYNTAX = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Tunable:
-    """A `FitConfig` field that a search may vary.
-
-    Attributes:
-        section: The config section holding it, `"model"` or `"train"`.
-        kind: `int`, `float` or `str`.
-        allowed: Whether a value is valid.
-        rule: The valid values, in words.
-    """
-
-    section: str
-    kind: type
-    allowed: Callable[[Any], bool]
-    rule: str
-
-
-# Only fields that `build_model`/`compile_model` read: the data (tiles, batch,
-# frames, percentiles) is prepared once per search and cannot vary by trial.
-TUNABLE: dict[str, Tunable] = {
-    "depth": Tunable("model", int, lambda v: 0 <= v <= 6, "0..6"),
-    "filters": Tunable("model", int, lambda v: v >= 1, ">= 1"),
-    "kernel_size": Tunable("model", int, lambda v: v >= 1 and v % 2, "odd, >= 1"),
-    "convs_per_level": Tunable("model", int, lambda v: v >= 1, ">= 1"),
-    "normalization": Tunable(
-        "model", str, lambda v: v in NORMALIZATIONS, " | ".join(NORMALIZATIONS)
-    ),
-    "dropout": Tunable("model", float, lambda v: 0 <= v < 1, "in [0, 1)"),
-    "lr": Tunable("train", float, lambda v: v > 0, "> 0"),
-    "warmup_steps": Tunable("train", int, lambda v: v >= 0, ">= 0"),
-    "loss_alpha": Tunable("train", float, lambda v: 0 <= v <= 1, "in [0, 1]"),
-}
+# Only fields that `build_model`/`compile_model` read (`tunable=True` in the
+# config): the data (tiles, batch, frames, percentiles) is prepared once per
+# search and cannot vary by trial.
+TUNABLE: dict[str, Field] = tunable_settings()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +154,7 @@ def fixed_dimension(name: str, value: Any, origin: str) -> Dimension:
     return _choice(name, _tunable(name, origin), [value], origin)
 
 
-def _tunable(name: str, origin: str) -> Tunable:
+def _tunable(name: str, origin: str) -> Field:
     if name in TUNABLE:
         return TUNABLE[name]
     config_fields = FitConfig().to_dict()
@@ -194,13 +165,13 @@ def _tunable(name: str, origin: str) -> Tunable:
     raise UserError(f"{origin}: {problem}; tunable: {', '.join(sorted(TUNABLE))}")
 
 
-def _choice(name: str, tunable: Tunable, raw: Sequence[Any], origin: str) -> Dimension:
+def _choice(name: str, tunable: Field, raw: Sequence[Any], origin: str) -> Dimension:
     values = [_value(name, tunable, item, origin) for item in raw]
     return Dimension(choices=tuple(dict.fromkeys(values)))  # drops repeats
 
 
 def _range(
-    name: str, tunable: Tunable, low: Any, high: Any, log: bool, origin: str
+    name: str, tunable: Field, low: Any, high: Any, log: bool, origin: str
 ) -> Dimension:
     if tunable.kind is str:
         raise UserError(f"{origin}: {name} takes a list of values, not a range")
@@ -212,32 +183,11 @@ def _range(
     return Dimension(low=low, high=high, log=log)
 
 
-def _value(name: str, tunable: Tunable, raw: Any, origin: str) -> Any:
-    value = _as_kind(raw, tunable.kind)
-    if value is None:
-        described = {int: "an integer", float: "a number", str: "a string"}
-        raise UserError(f"{origin}: {name} {raw!r} is not {described[tunable.kind]}")
-    if not tunable.allowed(value):
-        raise UserError(f"{origin}: {name} {value!r} is out of range ({tunable.rule})")
-    return value
-
-
-def _as_kind(raw: Any, kind: type) -> Any:
-    """`raw` (a command-line string or a JSON value) as `kind`; None if it is not."""
-    if isinstance(raw, bool):
-        return None
-    if kind is str:
-        return raw.strip() if isinstance(raw, str) else None
-    if isinstance(raw, str):
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            return None
-    elif isinstance(raw, int) or (kind is float and isinstance(raw, float)):
-        value = kind(raw)
-    else:
-        return None
-    return value if kind is int or math.isfinite(value) else None
+def _value(name: str, tunable: Field, raw: Any, origin: str) -> Any:
+    try:
+        return tunable.check(raw.strip() if isinstance(raw, str) else raw)
+    except ValueError as error:
+        raise UserError(f"{origin}: {name} {error}") from None
 
 
 class SuperResolutionHyperModel(keras_tuner.HyperModel):

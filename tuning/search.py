@@ -17,12 +17,10 @@ Writes to the output folder:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import gc
 import json
 import logging
-import math
 import os
 import shutil
 from collections.abc import Callable
@@ -35,14 +33,25 @@ import tensorflow as tf
 
 from keras_unet_sr.config import FitConfig, save_config
 from keras_unet_sr.errors import UserError
+from keras_unet_sr.files.atomic import write_json
 from keras_unet_sr.files.folders import make_output_folder
-from keras_unet_sr.training.fit import _verbosity, check_precision, load_training_data
+from keras_unet_sr.training.fit import (
+    check_precision,
+    keras_verbosity,
+    load_training_data,
+)
 from keras_unet_sr.tuning.hypermodel import (
     OBJECTIVE,
     Dimension,
     SearchSpace,
     SuperResolutionHyperModel,
     space_to_json,
+)
+from keras_unet_sr.tuning.trials import (
+    TrialRecord,
+    format_trials,
+    trial_records,
+    write_trials_csv,
 )
 
 DEFAULT_MAX_TRIALS = 10
@@ -93,29 +102,6 @@ class _ExpectedRetracing(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "triggered tf.function retracing" not in record.getMessage()
-
-
-@dataclasses.dataclass
-class TrialRecord:
-    """One row of the trials table.
-
-    Attributes:
-        trial_id: keras-tuner's trial id (also its `logs/` folder).
-        status: `COMPLETED`, `FAILED`, ...
-        values: The trial's hyperparameter values.
-        params: Model parameters.
-        epochs: Epochs the model was trained up to.
-        val_psnr: Best validation PSNR (dB) of the trial; None if it failed.
-        train_seconds: Training time of the trial.
-    """
-
-    trial_id: str
-    status: str
-    values: dict[str, Any]
-    params: int | None
-    epochs: int | None
-    val_psnr: float | None
-    train_seconds: float | None
 
 
 @dataclasses.dataclass
@@ -207,7 +193,7 @@ def run_search(
             steps_per_epoch=t.steps_per_epoch,
             callbacks=_trial_callbacks(out_dir / "logs", t.early_stopping_patience),
             shuffle=False,  # the tile stream is shuffled (and seeded) already
-            verbose=_verbosity(verbose),
+            verbose=keras_verbosity(verbose),
         )
     finally:
         tf.get_logger().removeFilter(quiet)
@@ -293,9 +279,7 @@ def _differences(previous: Any, current: Any, prefix: str = "") -> list[str]:
 
 
 def _write_json(values: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, values)
 
 
 def _write_hparams_config(log_dir: Path, space: SearchSpace) -> None:
@@ -409,80 +393,3 @@ def _report(
         f"Train it: keras-unet-sr fit --config {path}"
     )
     return SearchResult(out_dir, records, best_config, path)
-
-
-def trial_records(oracle: keras_tuner.Oracle, names: list[str]) -> list[TrialRecord]:
-    """The oracle's trials as table rows, best validation PSNR first."""
-    records = []
-    for trial in oracle.trials.values():
-        score = trial.score if trial.status == "COMPLETED" else None
-        params, epochs = _last(trial, "params"), _last(trial, "epochs")
-        records.append(
-            TrialRecord(
-                trial_id=trial.trial_id,
-                status=trial.status,
-                values={n: trial.hyperparameters.values.get(n) for n in names},
-                params=None if params is None else int(params),
-                epochs=None if epochs is None else int(epochs),
-                val_psnr=None if score is None or math.isnan(score) else score,
-                train_seconds=_last(trial, "train_seconds"),
-            )
-        )
-    return sorted(
-        records,
-        key=lambda r: (r.val_psnr is None, -(r.val_psnr or 0.0), r.trial_id),
-    )
-
-
-def _last(trial: keras_tuner.engine.trial.Trial, metric: str) -> float | None:
-    if not trial.metrics.exists(metric):
-        return None
-    return trial.metrics.get_last_value(metric)
-
-
-def _columns(names: list[str]) -> list[str]:
-    return ["trial", *names, "params", "epochs", "val_psnr", "train_seconds", "status"]
-
-
-def _row(record: TrialRecord, names: list[str]) -> list[Any]:
-    return [
-        record.trial_id,
-        *(record.values[name] for name in names),
-        record.params,
-        record.epochs,
-        record.val_psnr,
-        record.train_seconds,
-        record.status,
-    ]
-
-
-def write_trials_csv(records: list[TrialRecord], names: list[str], path: Path) -> None:
-    """One row per trial (empty cells for a failed trial's scores), atomically."""
-    tmp = path.with_name(f"{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(_columns(names))
-        for record in records:
-            writer.writerow(["" if v is None else v for v in _row(record, names)])
-    os.replace(tmp, path)
-
-
-def format_trials(records: list[TrialRecord], names: list[str]) -> str:
-    """The trials as an aligned text table."""
-
-    def cell(value: Any) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, float):
-            return f"{value:.4g}" if value < 100 else f"{value:.0f}"
-        return str(value)
-
-    rows = [_columns(names)] + [
-        [cell(v) for v in _row(record, names)] for record in records
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(line.rstrip() for line in lines)

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from keras_unet_sr.data import pairs as image_pairs
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.files import tiff_io
 
@@ -177,7 +178,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             }
         splits = _split_pairs(Path(dl_manager.manual_dir), config)
         first = next(pair for pairs in splits.values() for pair in pairs)
-        low, _, scale = tiff_io.load_pair(first, config.frame_subset)
+        low, _, scale = image_pairs.load_pair(first, config.frame_subset)
         self.info.metadata.update(frames=int(low.shape[-1]), scale=int(scale))
         reference = (first, low.shape[-1], scale)
         return {
@@ -213,7 +214,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _generate_pairs(self, pairs, reference, frames: int, scale: int):
         subset = self.builder_config.frame_subset
         for pair in pairs:
-            low, high, pair_scale = tiff_io.load_pair(pair, subset)
+            low, high, pair_scale = image_pairs.load_pair(pair, subset)
             if low.shape[-1] != frames:
                 raise UserError(
                     f"{pair.low}: has {low.shape[-1]} frame(s), but {reference.low} "
@@ -236,15 +237,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
 def _split_pairs(
     root: Path, config: MicroscopySRConfig
-) -> dict[str, list[tiff_io.ImagePair]]:
+) -> dict[str, list[image_pairs.ImagePair]]:
     """Deterministic train/validation/test split of the pairs under `root`."""
     if (root / "train").is_dir():
-        pairs = tiff_io.find_pairs(root / "train")
-        test = tiff_io.find_pairs(root / "test") if (root / "test").is_dir() else []
+        pairs = image_pairs.find_pairs(root / "train")
+        test = image_pairs.find_pairs(root / "test") if (root / "test").is_dir() else []
         train, validation, _ = _assign(pairs, config, test_fraction=0.0)
     else:
         train, validation, test = _assign(
-            tiff_io.find_pairs(root), config, config.test_fraction
+            image_pairs.find_pairs(root), config, config.test_fraction
         )
     splits = {"train": train, "validation": validation, "test": test}
     # TFDS cannot write an empty split; the pipeline falls back to train.

@@ -16,10 +16,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_unet_sr.config import DataConfig
+from keras_unet_sr.data import pairs as image_pairs
 from keras_unet_sr.datasets.microscopy_sr import microscopy_sr_dataset_builder as msr
 from keras_unet_sr.datasets.microscopy_sr import simulation
 from keras_unet_sr.errors import UserError
-from keras_unet_sr.files import tiff_io
 
 SYNTHETIC_PREFIX = "synthetic:"
 
@@ -178,9 +178,9 @@ def _check_pair_folder(folder: Path) -> None:
         )
     for root in (folder / "train", folder / "test"):
         if root.is_dir():
-            tiff_io.find_pairs(root)
+            image_pairs.find_pairs(root)
     if not (folder / "train").is_dir():
-        tiff_io.find_pairs(folder)
+        image_pairs.find_pairs(folder)
 
 
 def _describe(builder: tfds.core.DatasetBuilder, description: str) -> PairedImages:
@@ -200,5 +200,5 @@ def _describe(builder: tfds.core.DatasetBuilder, description: str) -> PairedImag
         example = next(iter(tfds.as_numpy(builder.as_dataset(split=split).take(1))))
         low, high = _hwc_numpy(example[keys[0]]), _hwc_numpy(example[keys[1]])
         frames = low.shape[-1]
-        scale = tiff_io.infer_scale(low, high, description)
+        scale = image_pairs.infer_scale(low, high, description)
     return PairedImages(description, builder, frames, scale, *keys)

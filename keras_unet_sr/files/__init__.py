@@ -1,1 +1,1 @@
-"""File helpers: TIFF reading and writing, output folders."""
+"""File helpers: atomic writes, TIFF reading and writing, output folders."""

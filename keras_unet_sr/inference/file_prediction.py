@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_unet_sr.data.frames import check_model_frames
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.files import tiff_io
 from keras_unet_sr.files.folders import make_output_folder
@@ -51,36 +52,6 @@ class LocalBackend:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         return self.predictor(image)
-
-
-class ServerBackend:
-    """Sends each image to TF-Serving over gRPC (the bundle's signatures)."""
-
-    def __init__(self, target: str, model_name: str):
-        from keras_unet_sr.export.grpc_client import ServingClient, ServingError
-
-        self._error = ServingError
-        self.client = ServingClient(target, model_name)
-        try:
-            info = self.client.model_info()
-        except ServingError as error:
-            raise UserError(str(error)) from error
-        self.frames = int(info["frames"])
-        self.frame_subset = tuple(info["frame_subset"]) or None
-        self.description = f"model '{model_name}' on {target}"
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        # uint16 travels as is (half the bytes); everything else as float32.
-        if image.dtype == np.uint16:
-            signature = "predict_uint16"
-        else:
-            signature, image = "serving_default", image.astype(np.float32)
-        try:
-            return self.client.predict({"image": image}, signature_name=signature)[
-                "sr_image"
-            ]
-        except self._error as error:
-            raise UserError(str(error)) from error
 
 
 def load_model_checked(path: str, loader: Callable):
@@ -132,24 +103,6 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
-def check_frames(image: np.ndarray, frames: int, subset, path) -> None:
-    """The image is something the model can read, or a clear error."""
-    have = image.shape[-1]
-    if have == frames:
-        return
-    needed = None if subset is None else max(subset) + 1
-    if needed is not None and have >= needed:
-        return
-    what = "a 2-D image (1 frame)" if have == 1 else f"{have} frames"
-    takes = f"{frames} frame(s)" + (
-        f", or a raw stack of >= {needed} frames (it reads frames "
-        f"{', '.join(map(str, subset))})"
-        if subset
-        else ""
-    )
-    raise UserError(f"{path}: is {what}; the model takes {takes}")
-
-
 @dataclasses.dataclass
 class PredictionReport:
     written: list[Path]
@@ -174,7 +127,7 @@ def predict_files(
         try:
             raw = tiff_io.read_tiff(path)
             image = tiff_io.as_frames_last(raw, path)
-            check_frames(image, backend.frames, backend.frame_subset, path)
+            check_model_frames(image, backend.frames, backend.frame_subset, path)
             result = np.asarray(backend(image), np.float32)
             if not np.all(np.isfinite(result)):
                 raise UserError(

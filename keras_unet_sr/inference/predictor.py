@@ -93,18 +93,3 @@ def with_precision(model: SuperResolutionUNet, precision: str) -> SuperResolutio
     clone = type(model).from_config(config)
     clone.set_weights(model.get_weights())
     return clone
-
-
-def bicubic_baseline(image: np.ndarray, model: SuperResolutionUNet) -> np.ndarray:
-    """The classical answer: the mean of the model's frames, bicubic-resized.
-
-    For raw SIM frames the mean is the widefield image.
-    """
-    frames = select_frames(
-        tf.constant(image[np.newaxis], tf.float32), model.frames, model.frame_subset
-    )
-    mean = tf.reduce_mean(frames, axis=-1, keepdims=True)
-    if model.scale > 1:
-        size = tf.shape(mean)[1:3] * model.scale
-        mean = tf.image.resize(mean, size, method="bicubic")
-    return mean[0].numpy()

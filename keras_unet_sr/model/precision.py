@@ -1,11 +1,12 @@
 """Choosing the numeric precision of training and inference.
 
-Measured on this project's 2-core AVX512-BF16 CPU (benchmarks/run.py
---sweep): `mixed_bfloat16` trains ~1.5x faster than float32 with the same
-quality, `mixed_float16` is ~7x slower (no native fp16 arithmetic on CPUs),
-and XLA (`jit_compile`) does not compile the training step on CPU. On
-NVIDIA GPUs (tensor cores) `mixed_float16` is the established fast choice;
-that is expected, not measured here (no GPU was available).
+Measured on this project's 2-core AVX512-BF16 CPU (`benchmarks/run.py`, see
+the README's Performance table): `mixed_bfloat16` trains ~2.0x the float32
+tiles/s with the same quality, `mixed_float16` is far slower (no native fp16
+arithmetic on CPUs), and XLA (`jit_compile`) does not compile the training
+step on CPU. On an AVX2 CPU without BF16, bfloat16 is no faster than float32,
+so `auto` keeps float32 there. On NVIDIA GPUs (tensor cores) `mixed_float16`
+is the established fast choice; that is expected, not measured here.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import os
 
 import tensorflow as tf
 
+from keras_unet_sr.config import PRECISIONS
 from keras_unet_sr.errors import UserError
 
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

@@ -7,10 +7,8 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_unet_sr.config import field as config_field
 from keras_unet_sr.model.layers import PACKAGE, InterpolatedFrameMean, PixelShuffle
-
-NORMALIZATIONS = ("none", "batch", "layer")
-SCALES = (1, 2, 4)
 
 
 def receptive_field_radius(
@@ -102,16 +100,17 @@ class SuperResolutionUNet(keras.Model):
         **kwargs,
     ):
         _check_arguments(
-            frames,
             out_channels,
-            scale,
-            depth,
-            filters,
-            kernel_size,
-            convs_per_level,
-            normalization,
-            dropout,
-            percentiles,
+            frames=frames,
+            scale=scale,
+            depth=depth,
+            filters=filters,
+            kernel_size=kernel_size,
+            convs_per_level=convs_per_level,
+            normalization=normalization,
+            dropout=dropout,
+            residual_interpolation=residual_interpolation,
+            percentiles=percentiles,
         )
         # Resolve the policy now: the functional base class does not keep it.
         dtype = (
@@ -270,56 +269,16 @@ class SuperResolutionUNet(keras.Model):
         return cls(**config)
 
 
-def _check_arguments(
-    frames,
-    out_channels,
-    scale,
-    depth,
-    filters,
-    kernel_size,
-    convs_per_level,
-    normalization,
-    dropout,
-    percentiles,
-):
-    """Fail early with the argument's name instead of deep in Keras."""
-    checks = [
-        (
-            isinstance(frames, int) and frames >= 1,
-            f"frames must be >= 1, got {frames!r}",
-        ),
-        (
-            isinstance(out_channels, int) and out_channels >= 1,
-            f"out_channels must be >= 1, got {out_channels!r}",
-        ),
-        (scale in SCALES, f"scale must be one of {SCALES}, got {scale!r}"),
-        (
-            isinstance(depth, int) and 0 <= depth <= 6,
-            f"depth must be 0..6, got {depth!r}",
-        ),
-        (
-            isinstance(filters, int) and filters >= 1,
-            f"filters must be >= 1, got {filters!r}",
-        ),
-        (
-            isinstance(kernel_size, int) and kernel_size >= 1 and kernel_size % 2 == 1,
-            f"kernel_size must be a positive odd integer, got {kernel_size!r}",
-        ),
-        (
-            isinstance(convs_per_level, int) and convs_per_level >= 1,
-            f"convs_per_level must be >= 1, got {convs_per_level!r}",
-        ),
-        (
-            normalization in NORMALIZATIONS,
-            f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}",
-        ),
-        (0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout!r}"),
-        (
-            len(percentiles) == 2 and 0 <= percentiles[0] < percentiles[1] <= 100,
-            f"percentiles must be (low, high) with 0 <= low < high <= 100, "
-            f"got {percentiles!r}",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(message)
+def _check_arguments(out_channels: int, **arguments) -> None:
+    """Fail early with the argument's name instead of deep in Keras, by the
+    same rules as the config (`keras_unet_sr.config.ModelConfig`)."""
+    if not (isinstance(out_channels, int) and out_channels >= 1):
+        raise ValueError(f"out_channels must be >= 1, got {out_channels!r}")
+    for name, value in arguments.items():
+        field = config_field(f"model.{name}")
+        raw = list(value) if isinstance(value, (tuple, list)) else value
+        try:
+            if raw is None or field.check(raw) is None:
+                raise ValueError(f"None is not allowed ({field.spec.rule})")
+        except ValueError as error:
+            raise ValueError(f"{name} {error}") from None

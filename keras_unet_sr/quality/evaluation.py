@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from keras_unet_sr.data.frames import select_frames
 from keras_unet_sr.data.normalization import percentile_normalize
-from keras_unet_sr.inference.predictor import bicubic_baseline
+from keras_unet_sr.files.atomic import atomic_path
 from keras_unet_sr.quality import image_quality
 
 REFERENCE_PERCENTILES = (0.1, 99.9)
@@ -82,6 +83,21 @@ def evaluate_prediction(
     }
 
 
+def bicubic_baseline(image: np.ndarray, model) -> np.ndarray:
+    """The classical answer: the mean of the model's frames, bicubic-resized.
+
+    For raw SIM frames the mean is the widefield image.
+    """
+    frames = select_frames(
+        tf.constant(image[np.newaxis], tf.float32), model.frames, model.frame_subset
+    )
+    mean = tf.reduce_mean(frames, axis=-1, keepdims=True)
+    if model.scale > 1:
+        size = tf.shape(mean)[1:3] * model.scale
+        mean = tf.image.resize(mean, size, method="bicubic")
+    return mean[0].numpy()
+
+
 def score_model_and_baseline(predictor, named_images) -> list[dict]:
     """Score a `Predictor` and the bicubic baseline on whole images.
 
@@ -119,10 +135,10 @@ def summarize_scores(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 def folder_images(folder: str):
     """`(name, low, high)` for every TIFF pair of a `low/`+`high/` folder."""
-    from keras_unet_sr.files import tiff_io
+    from keras_unet_sr.data import pairs as image_pairs
 
-    for pair in tiff_io.find_pairs(folder):
-        low, high, _ = tiff_io.load_pair(pair)
+    for pair in image_pairs.find_pairs(folder):
+        low, high, _ = image_pairs.load_pair(pair)
         yield pair.name, low, high
 
 
@@ -152,10 +168,11 @@ def write_report(rows: list[dict], path: str) -> None:
     by the file's extension, atomically."""
     import csv
     import json
-    import os
 
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as stream:
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "w", newline="", encoding="utf-8") as stream,
+    ):
         if str(path).lower().endswith(".csv"):
             writer = csv.writer(stream)
             writer.writerow(
@@ -174,4 +191,3 @@ def write_report(rows: list[dict], path: str) -> None:
             json.dump(
                 {"mean": summarize_scores(rows), "images": rows}, stream, indent=2
             )
-    os.replace(tmp, path)

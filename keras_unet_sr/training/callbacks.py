@@ -19,6 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_unet_sr.files.atomic import atomic_path
+
 _BACKUP_PREFIX = "epoch-"
 
 
@@ -35,9 +37,8 @@ class StatefulCallback(keras.callbacks.Callback):
 
 
 def _atomic_save_model(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 class BestModelCheckpoint(StatefulCallback):
@@ -161,17 +162,13 @@ class TrainingBackup(keras.callbacks.Callback):
             return  # never back up a diverged state
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         final = self.backup_dir / f"{_BACKUP_PREFIX}{epoch + 1:05d}"
-        tmp = self.backup_dir / f".tmp-{final.name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        self.model.save_weights(tmp / "weights.weights.h5")
-        state = {
-            "epoch": epoch + 1,
-            "callbacks": {c.state_key: c.get_state() for c in self.stateful},
-        }
-        (tmp / "state.json").write_text(json.dumps(state, indent=2))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        with atomic_path(final, folder=True) as tmp:
+            self.model.save_weights(tmp / "weights.weights.h5")
+            state = {
+                "epoch": epoch + 1,
+                "callbacks": {c.state_key: c.get_state() for c in self.stateful},
+            }
+            (tmp / "state.json").write_text(json.dumps(state, indent=2))
         for older in self.epochs()[:-2]:
             shutil.rmtree(self.backup_dir / f"{_BACKUP_PREFIX}{older:05d}")
 

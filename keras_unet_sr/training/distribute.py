@@ -21,9 +21,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from keras_unet_sr.config import STRATEGIES
 from keras_unet_sr.errors import UserError
-
-STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 def split_cpu(replicas: int) -> None:

@@ -16,7 +16,6 @@ Writes to the output folder:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from keras_unet_sr.data.pipeline import (
 )
 from keras_unet_sr.data.sources import PairedImages, load_paired_images
 from keras_unet_sr.errors import UserError
+from keras_unet_sr.files.atomic import write_json
 from keras_unet_sr.files.folders import check_can_create, make_output_folder
 from keras_unet_sr.inference.predictor import Predictor, load_model
 from keras_unet_sr.model.precision import resolve_precision
@@ -338,7 +338,7 @@ def fit(
                 validation_data=val,
                 callbacks=callbacks,
                 shuffle=False,  # the tile stream is shuffled (and seeded) already
-                verbose=_verbosity(verbose) if role.is_chief else 0,
+                verbose=keras_verbosity(verbose) if role.is_chief else 0,
             )
             epochs_run = len(history.epoch)
     data = prepared.data
@@ -360,13 +360,10 @@ def fit(
         Predictor(best_model), data.named_images(val_split)
     )
     summary = summarize_scores(scores)
-    with open(out_dir / "metrics.json.tmp", "w") as stream:
-        json.dump(
-            {"split": val_split, "epochs": final_epoch, **summary, "images": scores},
-            stream,
-            indent=2,
-        )
-    os.replace(out_dir / "metrics.json.tmp", out_dir / "metrics.json")
+    write_json(
+        out_dir / "metrics.json",
+        {"split": val_split, "epochs": final_epoch, **summary, "images": scores},
+    )
     model_scores, bicubic = summary["model"], summary["bicubic"]
     print_fn(
         f"Validation ({val_split}, {len(scores)} whole images): "
@@ -393,7 +390,9 @@ def _quiet(_: str) -> None:
     """Non-chief workers print nothing."""
 
 
-def _verbosity(verbose: int | str) -> int:
+def keras_verbosity(verbose: int | str) -> int:
+    """Keras `verbose` for `"auto"`: a progress bar on a terminal, one line per
+    epoch in a log."""
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
     return int(verbose)

@@ -1,12 +1,11 @@
-"""`keras-unet-sr tune`: a hyperparameter search over `fit`'s options.
-
-Imports nothing heavy at module level, so `keras-unet-sr --help` stays fast.
-"""
+"""`keras-unet-sr tune`: a hyperparameter search over `fit`'s options."""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
+
+from keras_unet_sr.cli import options
 
 if TYPE_CHECKING:
     from keras_unet_sr.config import FitConfig
@@ -16,10 +15,6 @@ TUNER_NAMES = ("hyperband", "bayesian", "random")  # keys of search.TUNERS
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add the `tune` subcommand to `keras_unet_sr.cli.build_parser()`'s
-    subparsers."""
-    from keras_unet_sr.cli import _add_fit_arguments
-
     tune = commands.add_parser(
         "tune",
         help="search hyperparameters (keras-tuner) and write the best config",
@@ -32,7 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         # `--epochs` is redefined: per trial here, the final run's in `fit`.
         conflict_handler="resolve",
     )
-    _add_fit_arguments(tune)
+    options.add_config_arguments(tune)
     search = tune.add_argument_group("search")
     search.add_argument(
         "--tuner",
@@ -71,11 +66,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     tune.add_argument(
         "--out", default="runs/tune", help="output folder (default runs/tune)"
     )
-    tune.set_defaults(func=_run_tune, epochs=None)
+    tune.set_defaults(func=run, epochs=None)
 
 
-def _run_tune(args: argparse.Namespace) -> int:
-    from keras_unet_sr.cli import config_from_args, strategy_from_args
+def run(args: argparse.Namespace) -> int:
     from keras_unet_sr.errors import UserError
     from keras_unet_sr.tuning.search import run_search
 
@@ -87,9 +81,9 @@ def _run_tune(args: argparse.Namespace) -> int:
             "--strategy multiworker: tune supports default and mirrored; run "
             "parallel trials with keras-tuner's KERASTUNER_* variables instead"
         )
-    config = config_from_args(args)
+    config = options.config_from_args(args)
     space = space_from_args(args, config)
-    strategy = strategy_from_args(args) if args.strategy == "mirrored" else None
+    strategy = options.strategy_from_args(args) if args.strategy == "mirrored" else None
     run_search(
         config,
         space,
@@ -105,9 +99,9 @@ def _run_tune(args: argparse.Namespace) -> int:
 def space_from_args(args: argparse.Namespace, config: FitConfig) -> SearchSpace:
     """The default space, updated by `--space-file`, then by `--space`; a
     model or training flag (e.g. `--depth 2`) fixes its hyperparameter."""
+    from keras_unet_sr.config import tunable_settings
     from keras_unet_sr.errors import UserError
     from keras_unet_sr.tuning.hypermodel import (
-        TUNABLE,
         default_space,
         fixed_dimension,
         load_space_file,
@@ -119,12 +113,13 @@ def space_from_args(args: argparse.Namespace, config: FitConfig) -> SearchSpace:
         space.update(load_space_file(args.space_file))
     explicit = parse_space(args.space)
     space.update(explicit)
+    tunable = tunable_settings()
     for name in list(space):
-        if getattr(args, name, None) is None:
+        field = tunable[name]
+        if options.flag_value(args, field.key) is None:
             continue
-        flag = f"--{name.replace('_', '-')}"
         if name in explicit:
-            raise UserError(f"{flag} and --space {name}: give one of them")
-        value = getattr(getattr(config, TUNABLE[name].section), name)
-        space[name] = fixed_dimension(name, value, flag)
+            raise UserError(f"{field.flag} and --space {name}: give one of them")
+        value = getattr(getattr(config, field.section), name)
+        space[name] = fixed_dimension(name, value, field.flag)
     return space

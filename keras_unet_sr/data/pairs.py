@@ -1,0 +1,89 @@
+"""Low/high TIFF pairs matched by file name: finding, reading and checking them.
+
+Every problem becomes a one-line `UserError` that starts with the file's path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from keras_unet_sr.data.frames import take_frames
+from keras_unet_sr.errors import UserError
+from keras_unet_sr.files.tiff_io import as_frames_last, list_tiffs, read_tiff
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePair:
+    """A low/high TIFF pair matched by file name."""
+
+    name: str
+    low: Path
+    high: Path
+
+
+def find_pairs(folder: str | os.PathLike) -> list[ImagePair]:
+    """Match `folder/low/*.tif` with `folder/high/*.tif` by file name.
+
+    Raises:
+        UserError: missing folders, no images, or an image without partner.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder")
+    subfolders = {name: folder / name for name in ("low", "high")}
+    for name, sub in subfolders.items():
+        if not sub.is_dir():
+            raise UserError(
+                f"{folder}: expected subfolders low/ and high/ with TIFFs "
+                f"matched by file name; {name}/ is missing"
+            )
+    low = {p.stem: p for p in list_tiffs(subfolders["low"])}
+    high = {p.stem: p for p in list_tiffs(subfolders["high"])}
+    if not low and not high:
+        raise UserError(f"{folder}: low/ and high/ contain no .tif/.tiff files")
+    for mine, theirs, side, other in (
+        (low, high, "low", "high"),
+        (high, low, "high", "low"),
+    ):
+        orphans = sorted(set(mine) - set(theirs))
+        if orphans:
+            raise UserError(
+                f"{mine[orphans[0]]}: has no {other}/ partner of the same name"
+                + (
+                    f" (and {len(orphans) - 1} more {side} image(s))"
+                    if len(orphans) > 1
+                    else ""
+                )
+            )
+    return [ImagePair(name, low[name], high[name]) for name in sorted(low)]
+
+
+def infer_scale(low: np.ndarray, high: np.ndarray, pair_name: str) -> int:
+    """Integer scale between `(H, W, F)` low and `(sH, sW, C)` high images."""
+    (h, w), (hh, hw) = low.shape[:2], high.shape[:2]
+    if hh % h or hw % w or hh // h != hw // w:
+        raise UserError(
+            f"{pair_name}: high image {hh}x{hw} is not an integer multiple "
+            f"of the low image {h}x{w}"
+        )
+    return hh // h
+
+
+def load_pair(
+    pair: ImagePair, frames: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Read and check one pair: `(low (H, W, F), high (sH, sW, 1), scale)`."""
+    low = take_frames(as_frames_last(read_tiff(pair.low), pair.low), frames, pair.low)
+    high = read_tiff(pair.high)
+    if high.ndim != 2:
+        raise UserError(
+            f"{pair.high}: a high (target) image must be 2-D (H, W), "
+            f"got shape {high.shape}"
+        )
+    scale = infer_scale(low, high[..., np.newaxis], str(pair.high))
+    return low, high[..., np.newaxis], scale
