@@ -4,6 +4,7 @@
                                         # inference, serving, memory (~6 min)
     python benchmarks/run.py --sweep    # + tile/batch and precision/XLA sweeps
     python benchmarks/run.py --quality  # + fixed-budget training quality
+    python benchmarks/run.py --quality --peers  # + side by side with CARE
     python benchmarks/run.py --only compute,training
 
 Every figure is measured on this machine in this run, each in a fresh child
@@ -188,10 +189,24 @@ def main() -> None:
     )
     parser.add_argument("--quality-epochs", type=int, default=6)
     parser.add_argument("--quality-steps", type=int, default=100)
+    parser.add_argument(
+        "--peers", action="store_true", help="vs CSBDeep CARE (peers.py)"
+    )
+    parser.add_argument("--peer-epochs", type=int, help="default: FitConfig()'s")
+    parser.add_argument("--peer-steps", type=int, help="default: FitConfig()'s")
+    parser.add_argument("--peer-folds", help="comma-separated subset of the peer folds")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the peers' temp folder"
+    )
+    parser.add_argument("--peer-json", help="also write the peers' results there")
     parser.add_argument("--inference-size", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=2, help="fresh runs per figure")
     args = parser.parse_args()
     sections = args.only.split(",") if args.only else list(SECTIONS)
+    # A peers budget given on the command line is a smoke run: peers only.
+    smoke = args.peers and (args.peer_epochs or args.peer_steps)
+    if smoke:
+        sections, args.quality, args.sweep = [], False, False
 
     import keras
     import tensorflow as tf
@@ -217,6 +232,15 @@ def main() -> None:
         from quality import run_quality
 
         run_quality(args.quality_epochs, args.quality_steps)
+    if args.peers:
+        from peers import run_peers
+
+        folds = args.peer_folds.split(",") if args.peer_folds else None
+        if smoke:
+            print(
+                "peers            --peer-epochs/--peer-steps: a smoke run, peers only"
+            )
+        run_peers(args.peer_epochs, args.peer_steps, folds, args.keep, args.peer_json)
 
 
 if __name__ == "__main__":

@@ -103,8 +103,9 @@ class TileSampler:
         return _dihedral(low_tiles, high_tiles, augment_seed)
 
 
-def _mirror(positions, length):
-    """Symmetric (edge-including) mirror into [0, length): aligned across
+def _symmetric_index(positions, length):
+    """Mirror into [0, length) with the edge repeated (numpy's 'symmetric'
+    pad mode: ... 1 0 | 0 1 2 | 2 1 ...): aligned across
     scales, unlike 'reflect', so images smaller than a tile stay paired."""
     folded = tf.math.floormod(positions, 2 * length)
     return tf.where(folded >= length, 2 * length - 1 - folded, folded)
@@ -113,8 +114,8 @@ def _mirror(positions, length):
 def _crop(image, ys, xs, size):
     """Tiles `(k, size, size, C)` at `(ys, xs)`, mirrored past the border."""
     offsets = tf.range(size)
-    rows = _mirror(ys[:, tf.newaxis] + offsets, tf.shape(image)[0])
-    cols = _mirror(xs[:, tf.newaxis] + offsets, tf.shape(image)[1])
+    rows = _symmetric_index(ys[:, tf.newaxis] + offsets, tf.shape(image)[0])
+    cols = _symmetric_index(xs[:, tf.newaxis] + offsets, tf.shape(image)[1])
     shape = tf.stack([tf.shape(ys)[0], size, size])
     index = tf.stack(
         [

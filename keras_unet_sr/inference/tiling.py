@@ -134,8 +134,9 @@ def plan_for_model(model, **kwargs) -> TilingPlan:
     return plan_tiling(model.halo, model.size_multiple, model.scale, **kwargs)
 
 
-def _mirror(positions: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
-    """Reflect integer positions into [0, length) ('reflect' mode, any pad)."""
+def _reflect_index(positions: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """Reflect integer positions into [0, length), edge not repeated (numpy's
+    'reflect' pad mode: ... 2 1 | 0 1 2 | 1 0 ...), for any pad width."""
     period = tf.maximum(2 * (length - 1), 1)
     folded = tf.math.floormod(positions, period)
     folded = tf.where(folded >= length, period - folded, folded)
@@ -166,7 +167,7 @@ class _Axis:
         self.tile = tf.where(single, round_up(full), stride + overlap)
         self.stride = self.tile - self.overlap
         padded = self.count * self.stride + self.overlap
-        self.source = _mirror(tf.range(padded) - plan.guard, length)
+        self.source = _reflect_index(tf.range(padded) - plan.guard, length)
         # Source index of every pixel of every tile: (count, tile).
         starts = tf.range(self.count) * self.stride
         self.tile_source = tf.gather(
