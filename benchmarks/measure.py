@@ -315,7 +315,7 @@ def task_training(precision: str, jit: bool = False) -> dict:
 
 def task_pipeline() -> dict:
     from keras_unet_sr.config import FitConfig
-    from keras_unet_sr.training.fit import load_training_data
+    from keras_unet_sr.training.inputs import load_training_data
 
     config = FitConfig()
     t = config.train

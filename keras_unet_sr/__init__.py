@@ -56,7 +56,8 @@ def _map_checkout_subpackages() -> None:
         return
     if any(isinstance(f, _CheckoutSubpackageFinder) for f in sys.meta_path):
         return
-    sys.meta_path.append(_CheckoutSubpackageFinder(checkout))
+    # First: an editable install of another checkout must not win over this one.
+    sys.meta_path.insert(0, _CheckoutSubpackageFinder(checkout))
 
 
 _map_checkout_subpackages()

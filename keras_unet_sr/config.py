@@ -55,6 +55,17 @@ class DataConfig:
     test_names: list[str] = setting(
         [], "paired TIFFs: comma-separated image names held out for testing"
     )
+    register: bool = setting(
+        False,
+        "move each target onto its input's grid by the offset estimated when "
+        "the data was prepared (the model then predicts on the input's grid)",
+    )
+    camera_offset: float | None = setting(
+        None, "camera offset in ADU (default: estimated per image)", minimum=0.0
+    )
+    camera_gain: float | None = setting(
+        None, "camera gain in ADU per photon (default: estimated per image)", above=0.0
+    )
     synthetic_images: int | None = setting(
         None, "synthetic: training images (default: the config's)", minimum=1
     )
@@ -116,6 +127,15 @@ class TrainConfig:
     warmup_steps: int = setting(50, "linear warmup steps", minimum=0, tunable=True)
     loss_alpha: float = setting(
         0.84, "SSIM weight in the SSIM-L1 loss", minimum=0.0, maximum=1.0, tunable=True
+    )
+    augment: bool = setting(
+        True, "random dihedral transforms (flips, 90-degree turns) of the tiles"
+    )
+    low_light: float = setting(
+        1.0,
+        "photon-noise augmentation: half the tiles as if taken with 1/k of the "
+        "light, k log-uniform in [1, LOW_LIGHT] (1: off)",
+        minimum=1.0,
     )
     multiscale_ssim: bool = setting(
         False, "MS-SSIM in the loss (output tiles >= 176 px)"

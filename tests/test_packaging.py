@@ -142,4 +142,9 @@ def test_builder_is_registered_on_import_and_buildable_as_a_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("microscopy_sr.microscopy_sr_dataset_builder")
-    assert "'frames': 5" in last and "'scale': 2" in last and "'train': 4" in last
+    assert (
+        "'frames': 5" in last
+        and "'scale': 2" in last
+        and "'train': 6" in last
+        and "'validation': 6" in last
+    )

@@ -140,7 +140,7 @@ def test_validation_tiles_are_fixed_and_normalized_like_prediction(rng):
     assert sum(len(a) for a, _ in first) == 6
     for (a, _), (b, _) in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
-    image, _, _ = next(iter(prepared))
+    image, _, _, _ = next(iter(prepared))
     np.testing.assert_allclose(
         image, percentile_normalize(lows[0], (1.0, 99.8))[0], rtol=1e-6
     )
@@ -155,6 +155,6 @@ def test_frame_subset_is_selected_before_normalization(rng):
     prepared = prepare_images(
         pairs_dataset([low], [high]), sampler, 3, (0, 5, 10), (0.0, 100.0)
     )
-    image, _, _ = next(iter(prepared))
+    image, _, _, _ = next(iter(prepared))
     expected = percentile_normalize(low[..., [0, 5, 10]], (0.0, 100.0))[0]
     np.testing.assert_allclose(image, expected, rtol=1e-6)

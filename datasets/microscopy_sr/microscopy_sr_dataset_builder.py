@@ -10,14 +10,23 @@ Configs:
   split fractions or named validation/test images.
 
 Every example holds `low` `(H, W, frames)` float32 (raw camera values, not
-normalized), `high` `(scale*H, scale*W, 1)` float32 and the image `name`.
-`info.metadata` records `frames` and `scale`.
+normalized), `high` `(scale*H, scale*W, 1)` float32, the image `name`,
+`camera`, the `(offset, gain, read noise)` estimated from the raw frames
+(`keras_unet_sr.data.camera`), and `offset`, the `(dy, dx)` in target pixels
+that moves the target onto the input's grid (sub-pixel cross-correlation,
+`keras_unet_sr.quality.registration`; zero for the synthetic configs, which
+are registered by construction).
+`info.metadata` records `frames`, `scale` and, for paired TIFFs, each image's
+offset. A folder of fewer than `regions.MIN_IMAGES_TO_SPLIT` pairs (without
+named validation images) validates on a border strip of every image instead of
+on whole images (`keras_unet_sr.data.regions`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,8 +35,11 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from keras_unet_sr.data import pairs as image_pairs
+from keras_unet_sr.data import regions
+from keras_unet_sr.data.camera import estimate_camera_noise
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.files import tiff_io
+from keras_unet_sr.quality.registration import WARN_SHIFT_PIXELS, pair_offset
 
 from . import simulation
 
@@ -125,8 +137,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     # TFDS would locate README/CITATIONS/TAGS from the top-level package,
     # which is wrong when setuptools maps datasets/ into keras_unet_sr.
     pkg_dir_path = epath.Path(__file__).parent
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "Per-pair target offset; validation strips for small folders.",
+    }
     BUILDER_CONFIGS = [
         *(_synthetic_config(m) for m in ("sim9", "sim3", "confocal", "widefield")),
         MicroscopySRConfig(
@@ -162,6 +177,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     "name": tfds.features.Text(),
                     "low": tfds.features.Tensor(shape=(None, None, frames), **image),
                     "high": tfds.features.Tensor(shape=(None, None, 1), **image),
+                    "offset": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+                    "camera": tfds.features.Tensor(shape=(3,), dtype=np.float32),
                 }
             ),
             supervised_keys=("low", "high"),
@@ -177,13 +194,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 for index, (split, count) in enumerate(config.num_examples.items())
             }
         splits = _split_pairs(Path(dl_manager.manual_dir), config)
-        first = next(pair for pairs in splits.values() for pair in pairs)
+        first = next(pair for pairs, _ in splits.values() for pair in pairs)
         low, _, scale = image_pairs.load_pair(first, config.frame_subset)
         self.info.metadata.update(frames=int(low.shape[-1]), scale=int(scale))
+        self.info.metadata["offsets"] = {}
+        strips = splits.get("validation", (None, None))[1] == "validation"
+        self.info.metadata["validation"] = "strips" if strips else "images"
         reference = (first, low.shape[-1], scale)
         return {
-            split: self._generate_examples(pairs=pairs, reference=reference)
-            for split, pairs in splits.items()
+            split: self._generate_examples(pairs=(pairs, part), reference=reference)
+            for split, (pairs, part) in splits.items()
         }
 
     def _generate_examples(self, synthetic=None, pairs=None, reference=None):
@@ -192,7 +212,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         if synthetic is not None:
             yield from self._generate_synthetic(*synthetic)
         else:
-            yield from self._generate_pairs(pairs, *reference)
+            yield from self._generate_pairs(*pairs, *reference)
 
     def _generate_synthetic(self, split_index: int, count: int):
         config = self.builder_config
@@ -208,10 +228,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     "name": f"{config.modality}_{split_index}_{i:06d}",
                     "low": np.moveaxis(low, 0, -1).astype(np.float32),
                     "high": high[..., np.newaxis].astype(np.float32),
+                    "offset": np.zeros(2, np.float32),
+                    "camera": estimate_camera_noise(np.moveaxis(low, 0, -1)).as_array(),
                 },
             )
 
-    def _generate_pairs(self, pairs, reference, frames: int, scale: int):
+    def _generate_pairs(self, pairs, part, reference, frames: int, scale: int):
+        """Whole pairs (`part` None), or their training crops or validation
+        strips (`part` "train" / "validation")."""
         subset = self.builder_config.frame_subset
         for pair in pairs:
             low, high, pair_scale = image_pairs.load_pair(pair, subset)
@@ -225,31 +249,73 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     f"{pair.high}: scale {pair_scale}, but {reference.high} has "
                     f"scale {scale}; all pairs need the same scale"
                 )
+            offset = self._offset(pair, low, high, scale)
+            camera = estimate_camera_noise(low).as_array()  # the whole image
+            if part is not None:
+                try:
+                    strip = regions.choose_strip(high, scale, low.shape[:2])
+                except ValueError as error:
+                    raise UserError(f"{pair.low}: {error}") from error
+                low = strip.split(low)[part == "validation"]
+                high = strip.split(high, scale)[part == "validation"]
             yield (
                 pair.name,
                 {
                     "name": pair.name,
                     "low": low.astype(np.float32),
                     "high": high.astype(np.float32),
+                    "offset": np.asarray(offset, np.float32),
+                    "camera": camera,
                 },
             )
+
+    def _offset(self, pair, low, high, scale: int) -> tuple[float, float]:
+        """The pair's target offset, estimated once and reported."""
+        known = self.info.metadata["offsets"]
+        if pair.name not in known:
+            dy, dx = pair_offset(low, high, scale)
+            known[pair.name] = [round(dy, 3), round(dx, 3)]
+            if max(abs(dy), abs(dx)) > WARN_SHIFT_PIXELS:
+                logging.warning(
+                    "%s: the target sits (%.2f, %.2f) px from the input frames; "
+                    "fit --register aligns it",
+                    pair.high,
+                    dy,
+                    dx,
+                )
+        return tuple(known[pair.name])
 
 
 def _split_pairs(
     root: Path, config: MicroscopySRConfig
 ) -> dict[str, list[image_pairs.ImagePair]]:
-    """Deterministic train/validation/test split of the pairs under `root`."""
+    """Deterministic train/validation/test split of the pairs under `root`:
+    `{split: (pairs, part)}`, `part` naming the region of each image (None:
+    whole images)."""
     if (root / "train").is_dir():
         pairs = image_pairs.find_pairs(root / "train")
         test = image_pairs.find_pairs(root / "test") if (root / "test").is_dir() else []
-        train, validation, _ = _assign(pairs, config, test_fraction=0.0)
+        test_fraction = 0.0
     else:
-        train, validation, test = _assign(
-            image_pairs.find_pairs(root), config, config.test_fraction
-        )
-    splits = {"train": train, "validation": validation, "test": test}
+        pairs, test, test_fraction = image_pairs.find_pairs(root), [], None
+    named = config.validation_names or config.test_names
+    if len(pairs) < regions.MIN_IMAGES_TO_SPLIT and not named:
+        # Few images: all of them train, on all but a strip that validates.
+        splits = {
+            "train": (pairs, "train"),
+            "validation": (pairs, "validation"),
+            "test": (test, None),
+        }
+    else:
+        fraction = config.test_fraction if test_fraction is None else test_fraction
+        train, validation, held = _assign(pairs, config, fraction)
+        splits = {
+            "train": (train, None),
+            "validation": (validation, None),
+            "test": (test or held, None),
+        }
     # TFDS cannot write an empty split; the pipeline falls back to train.
-    return {name: pairs for name, pairs in splits.items() if pairs}
+    return {name: split for name, split in splits.items() if split[0]}
 
 
 def _assign(pairs, config: MicroscopySRConfig, test_fraction: float):

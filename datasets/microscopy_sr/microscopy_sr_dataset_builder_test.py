@@ -11,12 +11,13 @@ DUMMY_DATA = str(Path(__file__).parent / "dummy_data")
 
 
 class MicroscopySRPairedTiffTest(tfds.testing.DatasetBuilderTestCase):
-    """`paired_tiff` on `dummy_data/` (6 pairs of 5-frame 12x16 -> 24x32)."""
+    """`paired_tiff` on `dummy_data/` (6 pairs of 5-frame 12x16 -> 24x32): each
+    pair trains on its training crop and validates on its strip."""
 
     DATASET_CLASS = builder_module.Builder
     EXAMPLE_DIR = DUMMY_DATA
     BUILDER_CONFIG_NAMES_TO_TEST = ["paired_tiff"]
-    SPLITS = {"train": 4, "validation": 1, "test": 1}
+    SPLITS = {"train": 6, "validation": 6}  # fewer than 8 pairs: validation strips
 
 
 class MicroscopySRSyntheticTest(tfds.testing.DatasetBuilderTestCase):

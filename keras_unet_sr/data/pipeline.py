@@ -21,12 +21,14 @@ device, under a distribution strategy, and after a restart.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import tensorflow as tf
 
+from keras_unet_sr.data.camera import simulate_low_light
 from keras_unet_sr.data.frames import select_frames
-from keras_unet_sr.data.normalization import percentile_normalize
+from keras_unet_sr.data.normalization import percentile_normalize, safe_scale
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -44,6 +46,9 @@ class TileSampler:
             signal.
         min_foreground: Fraction of a tile's target pixels that must be
             signal for the tile to count as non-empty.
+        low_light: Photon-noise augmentation: half the training tiles are
+            resampled as if taken with `1/k` of the light, `k` log-uniform in
+            `[1, low_light]` (`keras_unet_sr.data.camera`); 1 turns it off.
     """
 
     tile: int
@@ -52,6 +57,7 @@ class TileSampler:
     candidates: int = 32
     foreground_threshold: float = 0.2
     min_foreground: float = 0.05
+    low_light: float = 1.0
 
     def foreground_integral(self, high: tf.Tensor) -> tf.Tensor:
         """Summed-area table of the target's foreground on the low grid."""
@@ -74,8 +80,12 @@ class TileSampler:
         total = at(y2, x2) - at(ys, x2) - at(y2, xs) + at(ys, xs)
         return total / tf.cast((y2 - ys) * (x2 - xs), tf.float32)
 
-    def sample(self, low, high, integral, seed, augment: bool = True):
-        """`tiles_per_image` aligned `(low, high)` tiles from one image pair."""
+    def sample(self, low, high, integral, seed, augment: bool = True, noise=None):
+        """`tiles_per_image` aligned `(low, high)` tiles from one image pair.
+
+        `noise` is the image's `(norm low, norm scale, camera offset, gain,
+        read noise)` from `prepare_images`, for the photon-noise augmentation.
+        """
         position_seed, pick_seed, augment_seed = tf.unstack(
             tf.random.experimental.stateless_split(seed, 3)
         )
@@ -100,7 +110,27 @@ class TileSampler:
         high_tiles = _crop(high, ys * s, xs * s, t * s)
         if not augment:
             return low_tiles, high_tiles
+        if self.low_light > 1 and noise is not None:
+            # A separate stream: the other draws stay as without noise.
+            low_tiles = self._dim(
+                low_tiles, noise, tf.random.experimental.stateless_fold_in(seed, 7)
+            )
         return _dihedral(low_tiles, high_tiles, augment_seed)
+
+    def _dim(self, tiles, noise, seed):
+        """Half the tiles at `1/k` of the light (normalized units in and out)."""
+        k_seed, use_seed, noise_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 3)
+        )
+        count = tf.shape(tiles)[0]
+        log_k = tf.random.stateless_uniform(
+            (count, 1, 1, 1), k_seed, 0.0, math.log(self.low_light)
+        )
+        use = tf.random.stateless_uniform((count, 1, 1, 1), use_seed) < 0.5
+        factor = tf.where(use, tf.exp(log_k), tf.ones_like(log_k))
+        raw = tiles * noise[1] + noise[0]
+        dimmed = simulate_low_light(raw, noise[2:], factor, noise_seed)
+        return tf.where(use, (dimmed - noise[0]) / noise[1], tiles)
 
 
 def _symmetric_index(positions, length):
@@ -147,20 +177,63 @@ def _dihedral(low, high, seed):
     return apply(low), apply(high)
 
 
+def shift_target(high: tf.Tensor, offset: tf.Tensor, pad: int = 8) -> tf.Tensor:
+    """`high` `(H, W, C)` moved by `offset` `(dy, dx)` pixels: a Fourier shift
+    of the reflect-padded image (so nothing wraps around), cropped back."""
+    padded = tf.pad(high, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    rows, cols = tf.shape(padded)[0], tf.shape(padded)[1]
+
+    def frequencies(n):  # numpy's fftfreq(n)
+        k = tf.concat([tf.range((n + 1) // 2), tf.range(-(n // 2), 0)], axis=0)
+        return tf.cast(k, tf.float32) / tf.cast(n, tf.float32)
+
+    angle = (
+        -2.0
+        * math.pi
+        * (
+            frequencies(rows)[:, tf.newaxis] * offset[0]
+            + frequencies(cols)[tf.newaxis, :] * offset[1]
+        )
+    )
+    phase = tf.complex(tf.cos(angle), tf.sin(angle))
+    channels_first = tf.cast(tf.transpose(padded, (2, 0, 1)), tf.complex64)
+    moved = tf.math.real(tf.signal.ifft2d(tf.signal.fft2d(channels_first) * phase))
+    return tf.transpose(moved, (1, 2, 0))[pad:-pad, pad:-pad]
+
+
 def prepare_images(
     images: tf.data.Dataset,
     sampler: TileSampler,
     frames: int,
     frame_subset: Sequence[int] | None,
     percentiles: Sequence[float],
+    register: bool = False,
+    camera: Sequence[float | None] = (None, None),
 ) -> tf.data.Dataset:
-    """Raw `(low, high)` pairs -> cached `(low_n, high_n, foreground integral)`."""
+    """Raw `(low, high[, offset, camera])` -> cached `(low_n, high_n, foreground
+    integral, noise)`.
 
-    def prepare(low, high):
+    With `register`, the target is first moved by its offset onto the input's
+    grid. `noise` is `(norm low, norm scale, camera offset, gain, read noise)`
+    for the photon-noise augmentation; `camera` `(offset, gain)` overrides
+    the data's estimate where not None.
+    """
+
+    def prepare(low, high, offset=None, noise_model=None):
+        if register and offset is not None:
+            high = shift_target(high, offset)
+        if noise_model is None:
+            noise_model = tf.fill([3], float("nan"))
+        for index, given in enumerate(camera):
+            if given is not None:
+                chosen = tf.one_hot(index, 3) > 0
+                noise_model = tf.where(chosen, float(given), noise_model)
         low = select_frames(low, frames, frame_subset)
-        low, _, _ = percentile_normalize(low, percentiles)
+        low, lo, hi = percentile_normalize(low, percentiles)
         high, _, _ = percentile_normalize(high, percentiles)
-        return low, high, sampler.foreground_integral(high)
+        norm = tf.stack([tf.reshape(lo, []), tf.reshape(safe_scale(lo, hi), [])])
+        noise = tf.concat([norm, noise_model], axis=0)
+        return low, high, sampler.foreground_integral(high), noise
 
     return images.map(prepare, num_parallel_calls=AUTOTUNE).cache()
 
@@ -199,6 +272,7 @@ def training_tiles(
     batch_size: int,
     seed: int,
     shuffle_window: int = 512,
+    augment: bool = True,
 ) -> tf.data.Dataset:
     """Infinite, shuffled, augmented batches of `(low, high)` tiles.
 
@@ -208,7 +282,9 @@ def training_tiles(
     """
     dataset = _seeded(prepared.repeat(), seed)
     dataset = dataset.map(
-        lambda low, high, integral, key: sampler.sample(low, high, integral, key),
+        lambda low, high, integral, noise, key: sampler.sample(
+            low, high, integral, key, augment, noise
+        ),
         num_parallel_calls=AUTOTUNE,
     )
     dataset = _window_shuffle(dataset.unbatch(), shuffle_window, seed + 1)
@@ -227,7 +303,7 @@ def validation_tiles(
 ) -> tf.data.Dataset:
     """A fixed, cached set of `count` validation tiles (same every epoch)."""
     dataset = _seeded(prepared, seed).map(
-        lambda low, high, integral, key: sampler.sample(
+        lambda low, high, integral, noise, key: sampler.sample(
             low, high, integral, key, augment=False
         )
     )

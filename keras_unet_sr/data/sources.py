@@ -61,16 +61,39 @@ class PairedImages:
         return fallback
 
     def images(self, split: str) -> tf.data.Dataset:
-        """`(low (H, W, F), high (sH, sW, C))` float32 pairs of one split."""
+        """`(low (H, W, F), high (sH, sW, C), offset (2,), camera (3,))`
+        float32 of one split; `offset` moves the target onto the input grid
+        (zero when the data set does not record one), `camera` is the raw
+        frames' `(offset, gain, read noise)` (NaN when unknown)."""
         low_key, high_key = self.low_key, self.high_key
         dataset = self.builder.as_dataset(split=split, shuffle_files=False)
-        return dataset.map(
-            lambda ex: (
-                _hwc(tf.cast(ex[low_key], tf.float32)),
-                _hwc(tf.cast(ex[high_key], tf.float32)),
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+
+        def unpack(example):
+            offset = example.get("offset", tf.zeros(2))
+            # NaN: unknown camera (the config must then give it, to add noise).
+            camera = example.get("camera", tf.fill([3], float("nan")))
+            return (
+                _hwc(tf.cast(example[low_key], tf.float32)),
+                _hwc(tf.cast(example[high_key], tf.float32)),
+                tf.cast(offset, tf.float32),
+                tf.cast(camera, tf.float32),
+            )
+
+        return dataset.map(unpack, num_parallel_calls=tf.data.AUTOTUNE)
+
+    @property
+    def validation_strips(self) -> bool:
+        """Whether the validation split holds strips of the training images."""
+        return (self.builder.info.metadata or {}).get("validation") == "strips"
+
+    @property
+    def has_camera(self) -> bool:
+        """Whether examples carry the raw frames' estimated camera noise model."""
+        return "camera" in self.builder.info.features
+
+    def offsets(self) -> dict[str, list[float]]:
+        """Each paired image's estimated target offset `(dy, dx)`, target px."""
+        return dict((self.builder.info.metadata or {}).get("offsets", {}))
 
     def named_images(self, split: str):
         """Iterate `(name, low, high)` numpy triples of one split."""

@@ -10,6 +10,7 @@ interpolation, a SIM reconstruction) compare fairly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,9 +20,13 @@ from keras_unet_sr.data.frames import select_frames
 from keras_unet_sr.data.normalization import percentile_normalize
 from keras_unet_sr.files.atomic import atomic_path
 from keras_unet_sr.quality import image_quality
+from keras_unet_sr.quality.registration import estimate_shift, shift_image
 
 REFERENCE_PERCENTILES = (0.1, 99.9)
 METRICS = ("psnr", "ssim", "nrmse")
+# Plain scores, and scores after moving the prediction onto the reference by
+# its best sub-pixel shift (a method's grid offset is not a resolution error).
+METHODS = ("model", "bicubic", "model_registered", "bicubic_registered")
 
 
 def _as_hwc(image: np.ndarray) -> np.ndarray:
@@ -83,6 +88,26 @@ def evaluate_prediction(
     }
 
 
+def evaluate_registered(
+    prediction: np.ndarray, reference: np.ndarray
+) -> dict[str, float]:
+    """`evaluate_prediction` after moving the prediction by its best sub-pixel
+    shift onto the reference; a border of the shift's size plus 4 px is left
+    out of both. Adds the shift `dy`, `dx` (pixels) to the scores."""
+    prediction, reference = _as_hwc(prediction), _as_hwc(reference)
+    dy, dx = estimate_shift(reference, prediction)
+    aligned = shift_image(prediction, (dy, dx))
+    crop = math.ceil(max(abs(dy), abs(dx))) + 4
+    if min(reference.shape[:2]) <= 2 * crop + 8:
+        crop = 0  # too small to crop: score it all
+    inner = (
+        slice(crop, reference.shape[0] - crop),
+        slice(crop, reference.shape[1] - crop),
+    )
+    scores = evaluate_prediction(aligned[inner], reference[inner])
+    return {**scores, "dy": round(dy, 3), "dx": round(dx, 3)}
+
+
 def bicubic_baseline(image: np.ndarray, model) -> np.ndarray:
     """The classical answer: the mean of the model's frames, bicubic-resized.
 
@@ -106,17 +131,19 @@ def score_model_and_baseline(predictor, named_images) -> list[dict]:
         named_images: Iterable of `(name, low (H, W, F), high (sH, sW, C))`.
 
     Returns:
-        One row per image: `{"name", "model": scores, "bicubic": scores}`.
+        One row per image: `{"name", method: scores}` for each of `METHODS`.
     """
     rows = []
     for name, low, high in named_images:
+        prediction = predictor(low)
+        baseline = bicubic_baseline(low, predictor.model)
         rows.append(
             {
                 "name": name,
-                "model": evaluate_prediction(predictor(low), high),
-                "bicubic": evaluate_prediction(
-                    bicubic_baseline(low, predictor.model), high
-                ),
+                "model": evaluate_prediction(prediction, high),
+                "bicubic": evaluate_prediction(baseline, high),
+                "model_registered": evaluate_registered(prediction, high),
+                "bicubic_registered": evaluate_registered(baseline, high),
             }
         )
     return rows
@@ -129,7 +156,8 @@ def summarize_scores(rows: list[dict]) -> dict[str, dict[str, float]]:
             metric: float(np.mean([row[method][metric] for row in rows]))
             for metric in METRICS
         }
-        for method in ("model", "bicubic")
+        for method in METHODS
+        if all(method in row for row in rows)
     }
 
 
@@ -148,18 +176,23 @@ def format_table(rows: list[dict]) -> str:
     def scores(values):
         return f"{values['psnr']:8.2f} {values['ssim']:7.4f} {values['nrmse']:7.4f}"
 
-    def line(name, model, bicubic):
-        return f"{name[:24]:<24} {scores(model)} | {scores(bicubic)}"
+    def line(name, row):
+        registered = row.get("model_registered")
+        shifted = (
+            f" | {registered['psnr']:8.2f} {registered['ssim']:7.4f}"
+            if registered
+            else ""
+        )
+        return f"{name[:24]:<24} {scores(row['model'])} | {scores(row['bicubic'])}" + (
+            shifted
+        )
 
     group = f"{'PSNR':>8} {'SSIM':>7} {'NRMSE':>7}"
-    header = f"{'image':<24} {group} | {group}"
-    lines = [f"{'':<24} {'model':^24} | {'bicubic':^24}", header, "-" * len(header)]
-    lines += [line(r["name"], r["model"], r["bicubic"]) for r in rows]
-    summary = summarize_scores(rows)
-    lines += [
-        "-" * len(header),
-        line(f"mean ({len(rows)})", summary["model"], summary["bicubic"]),
-    ]
+    header = f"{'image':<24} {group} | {group} | {'PSNR':>8} {'SSIM':>7}"
+    title = f"{'':<24} {'model':^24} | {'bicubic':^24} | {'model, registered':^16}"
+    lines = [title, header, "-" * len(header)]
+    lines += [line(r["name"], r) for r in rows]
+    lines += ["-" * len(header), line(f"mean ({len(rows)})", summarize_scores(rows))]
     return "\n".join(lines)
 
 
@@ -175,17 +208,12 @@ def write_report(rows: list[dict], path: str) -> None:
     ):
         if str(path).lower().endswith(".csv"):
             writer = csv.writer(stream)
-            writer.writerow(
-                ["image"] + [f"{m}_{k}" for m in ("model", "bicubic") for k in METRICS]
-            )
+            methods = [m for m in METHODS if all(m in row for row in rows)]
+            writer.writerow(["image"] + [f"{m}_{k}" for m in methods for k in METRICS])
             for row in rows:
                 writer.writerow(
                     [row["name"]]
-                    + [
-                        f"{row[m][k]:.6g}"
-                        for m in ("model", "bicubic")
-                        for k in METRICS
-                    ]
+                    + [f"{row[m][k]:.6g}" for m in methods for k in METRICS]
                 )
         else:
             json.dump(

@@ -25,13 +25,6 @@ import keras
 import tensorflow as tf
 
 from keras_unet_sr.config import FitConfig, load_config, save_config
-from keras_unet_sr.data.pipeline import (
-    TileSampler,
-    prepare_images,
-    training_tiles,
-    validation_tiles,
-)
-from keras_unet_sr.data.sources import PairedImages, load_paired_images
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.files.atomic import write_json
 from keras_unet_sr.files.folders import check_can_create, make_output_folder
@@ -47,6 +40,12 @@ from keras_unet_sr.training.distribute import (
     fixes_for,
     per_replica_batch,
     worker_role,
+)
+from keras_unet_sr.training.inputs import (
+    TrainingData,
+    check_precision,
+    distributed_tiles,
+    load_training_data,
 )
 
 
@@ -108,34 +107,6 @@ def compile_model(model: keras.Model, config: FitConfig, total_steps: int) -> No
     )
 
 
-def resolve_frames_and_scale(config: FitConfig, data: PairedImages) -> tuple[int, int]:
-    """The model's frame count and scale, checked against what the config asks."""
-    subset = config.data.frame_subset
-    if subset is not None:
-        too_high = [f for f in subset if f >= data.frames]
-        if too_high:
-            raise UserError(
-                f"--frames {','.join(map(str, subset))}: {data.description} has "
-                f"{data.frames} frame(s); frame(s) {too_high} do not exist"
-            )
-    frames = data.frames if subset is None else len(subset)
-    wanted = config.model.frames
-    if wanted is not None and wanted != frames:
-        hint = ""
-        if wanted < data.frames and subset is None:
-            example = ",".join(str(i * data.frames // wanted) for i in range(wanted))
-            hint = f"; pick {wanted} of them with e.g. --frames {example}"
-        raise UserError(
-            f"--frames {wanted}: {data.description} has {frames} frame(s){hint}"
-        )
-    if config.model.scale is not None and config.model.scale != data.scale:
-        raise UserError(
-            f"--scale {config.model.scale}: {data.description} has scale {data.scale} "
-            "(high images are that many times the low ones)"
-        )
-    return frames, data.scale
-
-
 def _check_run_folder(out_dir: Path, config: FitConfig) -> None:
     """A folder holding a different run is not silently reused or overwritten."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -158,99 +129,6 @@ def _check_run_folder(out_dir: Path, config: FitConfig) -> None:
             f"{out_dir}: holds a run with a different config ({', '.join(changed)}); "
             "use another --out, or the same options to resume it"
         )
-
-
-@dataclasses.dataclass
-class TrainingData:
-    """Everything `fit` and `tune` train on, prepared once.
-
-    Attributes:
-        data: The paired images.
-        frames: Frames the model reads (after any frame subset).
-        scale: Scale factor.
-        sampler: How tiles are cut.
-        train_images: Normalized, cached training images.
-        validation: Fixed validation tiles (batched).
-        validation_split: The split they come from.
-        seed: The config's seed.
-    """
-
-    data: PairedImages
-    frames: int
-    scale: int
-    sampler: TileSampler
-    train_images: tf.data.Dataset
-    validation: tf.data.Dataset
-    validation_split: str
-    seed: int
-
-    def train_tiles(
-        self, batch_size: int, start_epoch: int = 0, seed_offset: int = 0
-    ) -> tf.data.Dataset:
-        """The infinite training tile stream; a resumed run draws a fresh,
-        still deterministic, stream."""
-        seed = self.seed + 7919 * start_epoch + seed_offset
-        return training_tiles(self.train_images, self.sampler, batch_size, seed=seed)
-
-
-def check_precision(config: FitConfig) -> None:
-    resolve_precision(config.train.precision)
-
-
-def load_training_data(config: FitConfig) -> TrainingData:
-    """Prepare the data a config trains on (generating it if needed)."""
-    t = config.train
-    data = load_paired_images(config.data)
-    frames, scale = resolve_frames_and_scale(config, data)
-    multiple = 2**config.model.depth
-    if t.tile % multiple:
-        raise UserError(f"--tile {t.tile}: must be a multiple of {multiple} (2**depth)")
-    sampler = TileSampler(t.tile, scale, t.tiles_per_image)
-    percentiles = config.model.percentiles
-    subset = config.data.frame_subset
-    train_images = prepare_images(
-        data.images("train"), sampler, frames, subset, percentiles
-    )
-    validation_split = data.split_or_fallback("validation")
-    val_images = prepare_images(
-        data.images(validation_split), sampler, frames, subset, percentiles
-    )
-    validation = validation_tiles(
-        val_images, sampler, t.batch, t.validation_tiles, seed=t.seed
-    )
-    return TrainingData(
-        data,
-        frames,
-        scale,
-        sampler,
-        train_images,
-        validation,
-        validation_split,
-        t.seed,
-    )
-
-
-def distributed_tiles(
-    prepared: TrainingData,
-    strategy: tf.distribute.Strategy,
-    global_batch: int,
-    start_epoch: int = 0,
-):
-    """The training stream, one seeded pipeline per worker.
-
-    Tiles are random draws, so instead of splitting one stream (which needs
-    as many data files as workers) each worker draws its own stream with a
-    seed offset by its pipeline id, batched per replica.
-    """
-    if strategy.num_replicas_in_sync == 1:
-        return prepared.train_tiles(global_batch, start_epoch)
-    per_replica = per_replica_batch(strategy, global_batch)
-
-    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        offset = 104729 * context.input_pipeline_id
-        return prepared.train_tiles(per_replica, start_epoch, seed_offset=offset)
-
-    return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def fit(
@@ -365,9 +243,12 @@ def fit(
         {"split": val_split, "epochs": final_epoch, **summary, "images": scores},
     )
     model_scores, bicubic = summary["model"], summary["bicubic"]
+    what = "strips of the images" if data.validation_strips else "whole images"
+    registered = summary["model_registered"]["psnr"]
     print_fn(
-        f"Validation ({val_split}, {len(scores)} whole images): "
-        f"model PSNR {model_scores['psnr']:.2f} dB, SSIM {model_scores['ssim']:.4f} | "
+        f"Validation ({val_split}, {len(scores)} {what}): "
+        f"model PSNR {model_scores['psnr']:.2f} dB ({registered:.2f} dB registered), "
+        f"SSIM {model_scores['ssim']:.4f} | "
         f"bicubic PSNR {bicubic['psnr']:.2f} dB, SSIM {bicubic['ssim']:.4f} | "
         f"gain {model_scores['psnr'] - bicubic['psnr']:+.2f} dB"
     )
