@@ -35,11 +35,8 @@ from keras_unet_sr.config import FitConfig, save_config
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.files.atomic import write_json
 from keras_unet_sr.files.folders import make_output_folder
-from keras_unet_sr.training.fit import (
-    check_precision,
-    keras_verbosity,
-    load_training_data,
-)
+from keras_unet_sr.training.fit import keras_verbosity
+from keras_unet_sr.training.inputs import check_precision, load_training_data
 from keras_unet_sr.tuning.hypermodel import (
     OBJECTIVE,
     Dimension,
