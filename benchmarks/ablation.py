@@ -37,6 +37,13 @@ VARIANTS = {
     "register+depth3": {"data.register": "true", "model.depth": "3"},
     "register+filters48": {"data.register": "true", "model.filters": "48"},
     "register+alpha0.5": {"data.register": "true", "train.loss_alpha": "0.5"},
+    "kernel5": {"model.kernel_size": "5"},
+    "depth3": {"model.depth": "3"},
+    "filters48": {"model.filters": "48"},
+    "alpha0.5": {"train.loss_alpha": "0.5"},
+    "l1": {"train.loss_alpha": "0"},
+    "float32": {"train.precision": "float32"},
+    "lr5e-4": {"train.lr": "5e-4"},
 }
 
 

@@ -5,6 +5,7 @@
     python benchmarks/run.py --sweep    # + tile/batch and precision/XLA sweeps
     python benchmarks/run.py --quality  # + fixed-budget training quality
     python benchmarks/run.py --quality --peers  # + side by side with CARE
+    python benchmarks/run.py --only peers --peer-folds dlsim15,sim9
     python benchmarks/run.py --only compute,training
 
 Every figure is measured on this machine in this run, each in a fresh child
@@ -179,7 +180,8 @@ def section_sweep(size: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--only", help=f"comma-separated subset of {','.join(SECTIONS)}"
+        "--only",
+        help=f"comma-separated subset of {','.join(SECTIONS)},quality,peers",
     )
     parser.add_argument(
         "--sweep", action="store_true", help="tile/batch/precision sweeps"
@@ -203,6 +205,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="fresh runs per figure")
     args = parser.parse_args()
     sections = args.only.split(",") if args.only else list(SECTIONS)
+    # `--only peers` (or quality) runs that part alone.
+    args.peers = args.peers or "peers" in sections
+    args.quality = args.quality or "quality" in sections
     # A peers budget given on the command line is a smoke run: peers only.
     smoke = args.peers and (args.peer_epochs or args.peer_steps)
     if smoke:

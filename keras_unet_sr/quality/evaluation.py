@@ -92,12 +92,12 @@ def evaluate_registered(
     prediction: np.ndarray, reference: np.ndarray
 ) -> dict[str, float]:
     """`evaluate_prediction` after moving the prediction by its best sub-pixel
-    shift onto the reference; a border of the shift's size plus 4 px is left
+    shift onto the reference; a border of the shift's size plus 1 px is left
     out of both. Adds the shift `dy`, `dx` (pixels) to the scores."""
     prediction, reference = _as_hwc(prediction), _as_hwc(reference)
     dy, dx = estimate_shift(reference, prediction)
     aligned = shift_image(prediction, (dy, dx))
-    crop = math.ceil(max(abs(dy), abs(dx))) + 4
+    crop = math.ceil(max(abs(dy), abs(dx))) + 1  # the Fourier shift wraps
     if min(reference.shape[:2]) <= 2 * crop + 8:
         crop = 0  # too small to crop: score it all
     inner = (
