@@ -94,6 +94,12 @@ class ModelConfig:
     convs_per_level: int = setting(
         2, "convolutions per U-Net level", minimum=1, tunable=True
     )
+    fine_convs: int = setting(
+        1,
+        "convolutions at the output resolution, after the sub-pixel upsampling",
+        minimum=1,
+        tunable=True,
+    )
     normalization: str = setting(
         "none", "feature normalization", choices=NORMALIZATIONS, tunable=True
     )

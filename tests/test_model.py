@@ -78,10 +78,17 @@ def test_no_lambda_layers():
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
 
 
-@pytest.mark.parametrize(("depth", "scale"), [(1, 1), (2, 2), (1, 4)])
-def test_halo_bounds_the_measured_receptive_field(depth, scale):
+@pytest.mark.parametrize(
+    ("depth", "scale", "fine_convs"), [(1, 1, 1), (2, 2, 1), (1, 4, 1), (1, 2, 4)]
+)
+def test_halo_bounds_the_measured_receptive_field(depth, scale, fine_convs):
     model = SuperResolutionUNet(
-        frames=2, scale=scale, depth=depth, filters=4, residual=False
+        frames=2,
+        scale=scale,
+        depth=depth,
+        filters=4,
+        fine_convs=fine_convs,
+        residual=False,
     )
     # Positive weights: no cancellation can hide a dependency.
     for variable in model.weights:

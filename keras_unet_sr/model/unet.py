@@ -12,7 +12,7 @@ from keras_unet_sr.model.layers import PACKAGE, InterpolatedFrameMean, PixelShuf
 
 
 def receptive_field_radius(
-    depth: int, kernel_size: int, convs_per_level: int, scale: int
+    depth: int, kernel_size: int, convs_per_level: int, scale: int, fine_convs: int = 1
 ) -> float:
     """Radius, in input pixels, of the region one output pixel depends on.
 
@@ -28,8 +28,8 @@ def receptive_field_radius(
     radius += convs_per_level * half * 2**depth  # bottleneck
     for level in reversed(range(depth)):  # decoder: 2x2 up, then convs
         radius += 2**level + convs_per_level * half * 2**level
-    if scale > 1:  # head conv before the pixel shuffle, one conv after it
-        radius += half + half / scale
+    if scale > 1:  # head conv before the pixel shuffle, the fine convs after it
+        radius += half + fine_convs * half / scale
     return radius
 
 
@@ -60,6 +60,8 @@ class SuperResolutionUNet(keras.Model):
         filters: Filters of the first level; doubled at each level.
         kernel_size: Convolution kernel size (odd).
         convs_per_level: Convolutions in each encoder/decoder block.
+        fine_convs: Convolutions at the output resolution, after the
+            sub-pixel upsampling (scale > 1 only).
         normalization: `"none"`, `"batch"` or `"layer"` (per pixel over
             channels). Group/instance norms are not offered: their spatial
             statistics differ between a tile and the whole image.
@@ -88,6 +90,7 @@ class SuperResolutionUNet(keras.Model):
         filters: int = 32,
         kernel_size: int = 3,
         convs_per_level: int = 2,
+        fine_convs: int = 1,
         normalization: str = "none",
         dropout: float = 0.0,
         activation: str = "relu",
@@ -107,6 +110,7 @@ class SuperResolutionUNet(keras.Model):
             filters=filters,
             kernel_size=kernel_size,
             convs_per_level=convs_per_level,
+            fine_convs=fine_convs,
             normalization=normalization,
             dropout=dropout,
             residual_interpolation=residual_interpolation,
@@ -173,14 +177,15 @@ class SuperResolutionUNet(keras.Model):
                 name="subpixel_conv",
             )(x)
             x = PixelShuffle(scale, dtype=dtype, name="pixel_shuffle")(x)
-            x = keras.layers.Conv2D(
-                filters,
-                kernel_size,
-                padding="same",
-                activation=activation,
-                dtype=dtype,
-                name="fine_conv",
-            )(x)
+            for i in range(fine_convs):  # the first keeps its 0.1.0 name
+                x = keras.layers.Conv2D(
+                    filters,
+                    kernel_size,
+                    padding="same",
+                    activation=activation,
+                    dtype=dtype,
+                    name="fine_conv" if i == 0 else f"fine_conv{i}",
+                )(x)
         # Zero-initialized head: an untrained model returns the residual path.
         x = keras.layers.Conv2D(
             out_channels,
@@ -209,6 +214,7 @@ class SuperResolutionUNet(keras.Model):
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.convs_per_level = int(convs_per_level)
+        self.fine_convs = int(fine_convs)
         self.normalization = normalization
         self.dropout = float(dropout)
         self.activation = activation
@@ -233,7 +239,11 @@ class SuperResolutionUNet(keras.Model):
         """
         return math.ceil(
             receptive_field_radius(
-                self.depth, self.kernel_size, self.convs_per_level, self.scale
+                self.depth,
+                self.kernel_size,
+                self.convs_per_level,
+                self.scale,
+                self.fine_convs,
             )
         )
 
@@ -250,6 +260,7 @@ class SuperResolutionUNet(keras.Model):
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "convs_per_level": self.convs_per_level,
+            "fine_convs": self.fine_convs,
             "normalization": self.normalization,
             "dropout": self.dropout,
             "activation": self.activation,

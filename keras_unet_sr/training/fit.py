@@ -74,6 +74,7 @@ def build_model(config: FitConfig, frames: int, scale: int) -> SuperResolutionUN
         filters=m.filters,
         kernel_size=m.kernel_size,
         convs_per_level=m.convs_per_level,
+        fine_convs=m.fine_convs,
         normalization=m.normalization,
         dropout=m.dropout,
         residual_interpolation=m.residual_interpolation,
