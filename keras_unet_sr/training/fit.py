@@ -65,22 +65,20 @@ class FitResult:
 
 
 def build_model(config: FitConfig, frames: int, scale: int) -> SuperResolutionUNet:
-    """The U-Net a config describes, for data with `frames` and `scale`."""
-    m = config.model
+    """The U-Net a config describes, for data with `frames` and `scale`.
+
+    Every field of the model section is a `SuperResolutionUNet` argument, except
+    `scale` and `frames`: those are what the config expects of the data (checked
+    in `training.inputs`), and the data's own values build the model.
+    """
+    arguments = dataclasses.asdict(config.model)
+    del arguments["scale"], arguments["frames"]
     return SuperResolutionUNet(
         frames=frames,
         scale=scale,
-        depth=m.depth,
-        filters=m.filters,
-        kernel_size=m.kernel_size,
-        convs_per_level=m.convs_per_level,
-        fine_convs=m.fine_convs,
-        normalization=m.normalization,
-        dropout=m.dropout,
-        residual_interpolation=m.residual_interpolation,
-        percentiles=m.percentiles,
         frame_subset=config.data.frame_subset,
         dtype=resolve_precision(config.train.precision),
+        **arguments,
     )
 
 
