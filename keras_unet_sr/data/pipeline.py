@@ -224,10 +224,10 @@ def prepare_images(
             high = shift_target(high, offset)
         if noise_model is None:
             noise_model = tf.fill([3], float("nan"))
-        for index, given in enumerate(camera):
-            if given is not None:
-                chosen = tf.one_hot(index, 3) > 0
-                noise_model = tf.where(chosen, float(given), noise_model)
+        given = (*camera, None)  # (offset, gain) from the config; read noise not
+        noise_model = tf.stack(
+            [noise_model[i] if g is None else float(g) for i, g in enumerate(given)]
+        )
         low = select_frames(low, frames, frame_subset)
         low, lo, hi = percentile_normalize(low, percentiles)
         high, _, _ = percentile_normalize(high, percentiles)

@@ -177,15 +177,11 @@ def format_table(rows: list[dict]) -> str:
         return f"{values['psnr']:8.2f} {values['ssim']:7.4f} {values['nrmse']:7.4f}"
 
     def line(name, row):
-        registered = row.get("model_registered")
-        shifted = (
-            f" | {registered['psnr']:8.2f} {registered['ssim']:7.4f}"
-            if registered
-            else ""
-        )
-        return f"{name[:24]:<24} {scores(row['model'])} | {scores(row['bicubic'])}" + (
-            shifted
-        )
+        text = f"{name[:24]:<24} {scores(row['model'])} | {scores(row['bicubic'])}"
+        if "model_registered" in row:
+            registered = row["model_registered"]
+            text += f" | {registered['psnr']:8.2f} {registered['ssim']:7.4f}"
+        return text
 
     group = f"{'PSNR':>8} {'SSIM':>7} {'NRMSE':>7}"
     header = f"{'image':<24} {group} | {group} | {'PSNR':>8} {'SSIM':>7}"
