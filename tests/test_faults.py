@@ -23,6 +23,7 @@ from keras_unet_sr import SSIML1Loss, SuperResolutionUNet
 from keras_unet_sr.cli import main
 from keras_unet_sr.export.grpc_client import ServingClient, ServingError
 from keras_unet_sr.export.saved_model_bundle import export_bundle
+from keras_unet_sr.files.atomic import TEMP_PREFIX
 from keras_unet_sr.training import callbacks as cb
 
 
@@ -69,6 +70,24 @@ def test_a_nan_loss_stops_training_at_that_step_and_keeps_the_last_good_state(
     assert best.best_epoch == 1
     good = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     assert all(np.all(np.isfinite(w)) for w in good.get_weights())
+
+
+def test_a_save_killed_midway_leaves_a_temporary_that_the_restart_removes(tmp_path):
+    """SIGKILL skips `atomic_path`'s clean-up: the half-written backup stays
+    under its temporary name, is never taken for a backup, and goes at the
+    restart (the suite's SIGKILL test hits this only when the kill lands
+    inside a save)."""
+    model = SuperResolutionUNet(frames=1, scale=1, depth=1, filters=4)
+    model.compile(keras.optimizers.Adam(1e-3), loss=SSIML1Loss())
+    backup = cb.TrainingBackup(tmp_path / "backup", [])
+    backup.set_model(model)
+    backup.on_epoch_end(0, {"loss": 1.0})
+    half = tmp_path / "backup" / f"{TEMP_PREFIX}0123456789ab"
+    half.mkdir()
+    (half / "weights.weights.h5").write_bytes(b"\x89HDF")  # cut short
+    assert backup.epochs() == [1]
+    assert backup.restore(model) == 1
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["epoch-00001"]
 
 
 def test_fit_reports_divergence_in_one_line_and_saves_no_broken_state(

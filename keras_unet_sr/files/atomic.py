@@ -77,6 +77,19 @@ def _publish(tmp: Path, path: Path, folder: bool, replace: bool) -> None:
     _remove(old)
 
 
+def remove_leftovers(folder: str | os.PathLike) -> None:
+    """Delete the temporaries a killed writer left in `folder`.
+
+    Only for a folder the caller owns (no other writer is running there): a
+    SIGKILL skips the clean-up of `atomic_path`, so its temporary stays.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name.startswith(TEMP_PREFIX):
+                _remove(entry)
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         import shutil  # not at import: the CLI's start-up pays for every module

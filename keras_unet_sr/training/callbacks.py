@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_unet_sr.files.atomic import atomic_path
+from keras_unet_sr.files.atomic import atomic_path, remove_leftovers
 
 _BACKUP_PREFIX = "epoch-"
 
@@ -141,6 +141,8 @@ class TrainingBackup(keras.callbacks.Callback):
     def restore(self, model: keras.Model, epoch: int | None = None) -> int:
         """Load the backup of `epoch` (default: the newest) into `model`;
         returns the epoch to start at (0 without a backup)."""
+        # The run owns the folder now: a kill mid-save left a temporary.
+        remove_leftovers(self.backup_dir)
         available = self.epochs()
         if epoch is None:
             epoch = available[-1] if available else 0
