@@ -26,6 +26,7 @@ from keras_unet_sr.settings import Field, class_fields, setting
 NORMALIZATIONS = ("none", "batch", "layer")
 SCALES = (1, 2, 4)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+UPSAMPLINGS = ("subpixel", "input")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -93,6 +94,14 @@ class ModelConfig:
     )
     convs_per_level: int = setting(
         2, "convolutions per U-Net level", minimum=1, tunable=True
+    )
+    upsampling: str = setting(
+        "subpixel",
+        "where the grid gets finer (scale > 1): 'subpixel' runs the U-Net on "
+        "the camera grid and refines at the end; 'input' interpolates the "
+        "frames first and runs it on the output grid (scale^2 the compute)",
+        choices=UPSAMPLINGS,
+        tunable=True,
     )
     fine_convs: int = setting(
         1,

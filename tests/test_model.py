@@ -79,15 +79,24 @@ def test_no_lambda_layers():
 
 
 @pytest.mark.parametrize(
-    ("depth", "scale", "fine_convs"), [(1, 1, 1), (2, 2, 1), (1, 4, 1), (1, 2, 4)]
+    ("depth", "scale", "fine_convs", "upsampling"),
+    [
+        (1, 1, 1, "subpixel"),
+        (2, 2, 1, "subpixel"),
+        (1, 4, 1, "subpixel"),
+        (1, 2, 4, "subpixel"),
+        (2, 2, 1, "input"),
+        (1, 4, 1, "input"),
+    ],
 )
-def test_halo_bounds_the_measured_receptive_field(depth, scale, fine_convs):
+def test_halo_bounds_the_measured_receptive_field(depth, scale, fine_convs, upsampling):
     model = SuperResolutionUNet(
         frames=2,
         scale=scale,
         depth=depth,
         filters=4,
         fine_convs=fine_convs,
+        upsampling=upsampling,
         residual=False,
     )
     # Positive weights: no cancellation can hide a dependency.

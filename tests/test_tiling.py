@@ -24,10 +24,14 @@ def trained_looking(model):
     return model
 
 
-@pytest.mark.parametrize("scale", [1, 2])
-def test_tiled_matches_whole_image_on_interior_pixels(scale, rng):
+@pytest.mark.parametrize(
+    ("scale", "upsampling"), [(1, "subpixel"), (2, "subpixel"), (2, "input")]
+)
+def test_tiled_matches_whole_image_on_interior_pixels(scale, upsampling, rng):
     model = trained_looking(
-        SuperResolutionUNet(frames=3, scale=scale, depth=2, filters=4)
+        SuperResolutionUNet(
+            frames=3, scale=scale, depth=2, filters=4, upsampling=upsampling
+        )
     )
     plan = plan_for_model(model)  # the defaults
     assert plan.tile == DEFAULT_TILE

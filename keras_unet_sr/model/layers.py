@@ -52,6 +52,47 @@ class PixelShuffle(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+def resize(x, scale: int, interpolation: str):
+    """Every channel of `x` interpolated `scale` times finer (pixel centres
+    aligned, as `tf.image.resize`)."""
+    if scale == 1:
+        return x
+    # tf.image.resize, not keras.ops: Keras 3.15's resize needs static sizes,
+    # and tiles in the serving graph have dynamic ones.
+    return tf.image.resize(x, tf.shape(x)[1:3] * scale, method=interpolation)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InterpolatedFrames(keras.layers.Layer):
+    """Every input frame interpolated to the output grid (the input of a
+    U-Net that works on the output grid, as CARE's does).
+
+    Args:
+        scale: Integer upsampling factor.
+        interpolation: `"bilinear"`, `"bicubic"` or `"nearest"`.
+    """
+
+    def __init__(self, scale: int, interpolation: str = "bicubic", **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+        self.interpolation = interpolation
+
+    def call(self, inputs):
+        return resize(inputs, self.scale, self.interpolation)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        s = self.scale
+        return (b, None if h is None else h * s, None if w is None else w * s, c)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "scale": self.scale,
+            "interpolation": self.interpolation,
+        }
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class InterpolatedFrameMean(keras.layers.Layer):
     """Mean over the input frames, interpolated to the output grid.
@@ -79,13 +120,9 @@ class InterpolatedFrameMean(keras.layers.Layer):
         self.out_channels = int(out_channels)
 
     def call(self, inputs):
-        x = ops.mean(inputs, axis=-1, keepdims=True)
-        if self.scale > 1:
-            # tf.image.resize, not keras.ops: Keras 3.15's resize needs static
-            # sizes, and tiles in the serving graph have dynamic ones.
-            x = tf.image.resize(
-                x, tf.shape(x)[1:3] * self.scale, method=self.interpolation
-            )
+        x = resize(
+            ops.mean(inputs, axis=-1, keepdims=True), self.scale, self.interpolation
+        )
         if self.out_channels > 1:
             x = ops.repeat(x, self.out_channels, axis=-1)
         return x

@@ -8,19 +8,34 @@ from collections.abc import Sequence
 import keras
 
 from keras_unet_sr.config import field as config_field
-from keras_unet_sr.model.layers import PACKAGE, InterpolatedFrameMean, PixelShuffle
+from keras_unet_sr.model.layers import (
+    PACKAGE,
+    InterpolatedFrameMean,
+    InterpolatedFrames,
+    PixelShuffle,
+)
 
 
 def receptive_field_radius(
-    depth: int, kernel_size: int, convs_per_level: int, scale: int, fine_convs: int = 1
+    depth: int,
+    kernel_size: int,
+    convs_per_level: int,
+    scale: int,
+    fine_convs: int = 1,
+    upsampling: str = "subpixel",
 ) -> float:
     """Radius, in input pixels, of the region one output pixel depends on.
 
     Walks the deepest path of the U-Net: the encoder convolutions and pools,
     the bottleneck, the decoder's upsampling and convolutions, and the
-    sub-pixel head. Pools and stride-2 upsamplings are counted with their
+    sub-pixel head (or, for `upsampling="input"`, the same U-Net on the
+    output grid after a bicubic interpolation, whose kernel reaches 2 input
+    pixels). Pools and stride-2 upsamplings are counted with their
     worst-case half-pixel misalignment, so the value is an upper bound.
     """
+    if upsampling == "input" and scale > 1:
+        fine = receptive_field_radius(depth, kernel_size, convs_per_level, 1)
+        return fine / scale + 2
     half = (kernel_size - 1) / 2
     radius = 0.0
     for level in range(depth):  # encoder: convs, then a 2x2 pool
@@ -47,7 +62,8 @@ class SuperResolutionUNet(keras.Model):
     `keras_unet_sr.inference.tiling` handles every other size. Output: `(batch,
     scale*H, scale*W, out_channels)` float32 in the same normalized units.
 
-    The upsampling is inside the network (sub-pixel convolution), and the
+    The upsampling is inside the network (a sub-pixel convolution, or an
+    interpolation of the frames before a U-Net on the output grid), and the
     output is added to the interpolated mean of the input frames, so an
     untrained network (zero-initialized last layer) returns the trivial
     answer and training learns the correction.
@@ -60,8 +76,13 @@ class SuperResolutionUNet(keras.Model):
         filters: Filters of the first level; doubled at each level.
         kernel_size: Convolution kernel size (odd).
         convs_per_level: Convolutions in each encoder/decoder block.
+        upsampling: Where the grid gets finer when `scale > 1`:
+            `"subpixel"` runs the U-Net on the input grid and ends with a
+            sub-pixel convolution (cheap); `"input"` interpolates the frames
+            (with `residual_interpolation`) and runs the U-Net on the output
+            grid, as CARE does (`scale**2` times the compute).
         fine_convs: Convolutions at the output resolution, after the
-            sub-pixel upsampling (scale > 1 only).
+            sub-pixel upsampling (scale > 1 and `"subpixel"` only).
         normalization: `"none"`, `"batch"` or `"layer"` (per pixel over
             channels). Group/instance norms are not offered: their spatial
             statistics differ between a tile and the whole image.
@@ -90,6 +111,7 @@ class SuperResolutionUNet(keras.Model):
         filters: int = 32,
         kernel_size: int = 3,
         convs_per_level: int = 2,
+        upsampling: str = "subpixel",
         fine_convs: int = 1,
         normalization: str = "none",
         dropout: float = 0.0,
@@ -110,6 +132,7 @@ class SuperResolutionUNet(keras.Model):
             filters=filters,
             kernel_size=kernel_size,
             convs_per_level=convs_per_level,
+            upsampling=upsampling,
             fine_convs=fine_convs,
             normalization=normalization,
             dropout=dropout,
@@ -150,6 +173,11 @@ class SuperResolutionUNet(keras.Model):
         # === Functional model ===
         image = keras.Input(shape=(None, None, frames), name="image")
         x = image
+        on_output_grid = upsampling == "input" and scale > 1
+        if on_output_grid:  # CARE's way: the whole U-Net on the output grid
+            x = InterpolatedFrames(
+                scale, residual_interpolation, dtype="float32", name="upsampled"
+            )(x)
         skips = []
         for level in range(depth):
             x = block(x, filters * 2**level, f"down{level}")
@@ -168,7 +196,7 @@ class SuperResolutionUNet(keras.Model):
                 [x, skips[level]]
             )
             x = block(x, filters * 2**level, f"decode{level}")
-        if scale > 1:
+        if scale > 1 and not on_output_grid:
             x = keras.layers.Conv2D(
                 filters * scale * scale,
                 kernel_size,
@@ -214,6 +242,7 @@ class SuperResolutionUNet(keras.Model):
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.convs_per_level = int(convs_per_level)
+        self.upsampling = upsampling
         self.fine_convs = int(fine_convs)
         self.normalization = normalization
         self.dropout = float(dropout)
@@ -244,6 +273,7 @@ class SuperResolutionUNet(keras.Model):
                 self.convs_per_level,
                 self.scale,
                 self.fine_convs,
+                self.upsampling,
             )
         )
 
@@ -260,6 +290,7 @@ class SuperResolutionUNet(keras.Model):
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "convs_per_level": self.convs_per_level,
+            "upsampling": self.upsampling,
             "fine_convs": self.fine_convs,
             "normalization": self.normalization,
             "dropout": self.dropout,
