@@ -52,11 +52,8 @@ from tensorflow_serving.apis import (
 
 from keras_unet_sr.export import serving_protocol
 from keras_unet_sr.export.model_manager import ModelManager
-from keras_unet_sr.export.servable import (
-    SIGNATURE_DEF_FIELD,
-    RequestError,
-    run_predict,
-)
+from keras_unet_sr.export.rest_server import RestApi, RestServer
+from keras_unet_sr.export.servable import RequestError, run_predict
 
 logger = logging.getLogger(__name__)
 
@@ -108,23 +105,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
         self, request: get_model_metadata_pb2.GetModelMetadataRequest
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         _require_model_spec(request)
-        if not request.metadata_field:
-            raise RequestError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "GetModelMetadataRequest must specify at least one metadata_field",
-            )
-        for field in request.metadata_field:
-            if field != SIGNATURE_DEF_FIELD:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"Metadata field {field} is not supported",
-                )
-        servable = self._manager.resolve(request.model_spec)
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = self._manager.model_name
-        response.model_spec.version.value = servable.version
-        response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_defs)
-        return response
+        return self._manager.metadata(request)
 
     def Classify(self, request, context):
         context.abort(
@@ -169,16 +150,26 @@ class ServerHandle:
         port: The bound port (the chosen one when 0 was asked for).
         address: "host:port" to give a client.
         model_name: The name requests must use.
+        rest_port: The REST API's bound port (None without one).
+        rest_url: "http://host:port" of the REST API (None without one).
     """
 
     def __init__(
-        self, server: grpc.Server, manager: ModelManager, host: str, port: int
+        self,
+        server: grpc.Server,
+        manager: ModelManager,
+        host: str,
+        port: int,
+        rest: RestServer | None = None,
     ):
         self._server = server
         self._manager = manager
+        self._rest = rest
         self.port = port
         self.address = f"{_bracketed(host)}:{port}"
         self.model_name = manager.model_name
+        self.rest_port = rest.port if rest else None
+        self.rest_url = f"http://{_bracketed(host)}:{rest.port}" if rest else None
 
     @property
     def base_dir(self) -> Path:
@@ -210,6 +201,8 @@ class ServerHandle:
             grace: Seconds in-flight RPCs may take to finish; None aborts them.
         """
         self._manager.stop_polling()
+        if self._rest is not None:
+            self._rest.stop(grace)
         self._server.stop(grace).wait()
 
     def __enter__(self) -> ServerHandle:
@@ -232,8 +225,10 @@ def start_server(
     poll_seconds: float = 1.0,
     max_workers: int = 8,
     max_message_bytes: int = 1 << 30,
+    rest_port: int | None = None,
 ) -> ServerHandle:
-    """Loads the latest version of a model and serves it over gRPC (non-blocking).
+    """Loads the latest version of a model and serves it over gRPC, and over
+    TF-Serving's REST API when `rest_port` is given (non-blocking).
 
     Args:
         base_dir: The model base path, holding numeric version directories.
@@ -245,6 +240,9 @@ def start_server(
         max_workers: Threads answering RPCs concurrently.
         max_message_bytes: Largest request or response (x2 super-resolution
             returns 4x the input; gRPC's own default is 4 MiB).
+        rest_port: Port of the REST API on the same host and model (see
+            `keras_unet_sr.export.rest_server`); 0 picks a free one; None
+            serves gRPC only.
 
     Returns:
         The running server's handle.
@@ -285,9 +283,14 @@ def start_server(
         raise OSError(
             f"cannot bind gRPC server to {address}: address in use or not local"
         ) from error
+    rest = None
+    if rest_port is not None:
+        rest = RestServer(
+            RestApi(manager, max_message_bytes, max_workers), host, rest_port
+        )
     server.start()
     manager.start_polling(poll_seconds)
-    handle = ServerHandle(server, manager, host, bound_port)
+    handle = ServerHandle(server, manager, host, bound_port, rest)
     logger.info(
         "Serving model '%s' version %d on %s",
         handle.model_name,
@@ -312,7 +315,8 @@ def serve_forever(base_dir: str | os.PathLike, **options: Any) -> None:
         handle = start_server(base_dir, **options)
         print(
             f"Serving model '{handle.model_name}' version {handle.served_version} "
-            f"from {handle.base_dir} on {handle.address} (gRPC)",
+            f"from {handle.base_dir} on {handle.address} (gRPC)"
+            + (f" and {handle.rest_url} (REST)" if handle.rest_url else ""),
             flush=True,
         )
         stop.wait()

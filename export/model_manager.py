@@ -13,11 +13,13 @@ from typing import Any, NamedTuple
 
 import grpc
 from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
     get_model_status_pb2,
 )
 
 from keras_unet_sr.export import bundle_layout
 from keras_unet_sr.export.servable import (
+    SIGNATURE_DEF_FIELD,
     RequestError,
     Servable,
     State,
@@ -164,6 +166,28 @@ class ModelManager:
                 f"(this server has no version labels)",
             )
         return servable
+
+    def metadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """Answers GetModelMetadata (the signature_def field only, as TF-Serving)."""
+        if not request.metadata_field:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "GetModelMetadataRequest must specify at least one metadata_field",
+            )
+        for field in request.metadata_field:
+            if field != SIGNATURE_DEF_FIELD:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Metadata field {field} is not supported",
+                )
+        servable = self.resolve(request.model_spec)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.model_name
+        response.model_spec.version.value = servable.version
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_defs)
+        return response
 
     def status(
         self, request: get_model_status_pb2.GetModelStatusRequest

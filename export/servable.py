@@ -108,11 +108,8 @@ def read_signature_defs(path: Path) -> get_model_metadata_pb2.SignatureDefMap:
     return signature_defs
 
 
-def run_predict(
-    servable: Servable, request: predict_pb2.PredictRequest
-) -> predict_pb2.PredictResponse:
-    """Runs one request on one version (real requests and warmup alike)."""
-    name = request.model_spec.signature_name or serving_protocol.DEFAULT_SIGNATURE
+def find_signature(servable: Servable, name: str) -> Signature:
+    """The signature called `name`, or INVALID_ARGUMENT listing the others."""
     signature = servable.signatures.get(name)
     if signature is None:
         raise RequestError(
@@ -120,6 +117,15 @@ def run_predict(
             f'Serving signature key "{name}" not found. Available signatures: '
             f"{', '.join(sorted(servable.signatures))}",
         )
+    return signature
+
+
+def run_predict(
+    servable: Servable, request: predict_pb2.PredictRequest
+) -> predict_pb2.PredictResponse:
+    """Runs one request on one version (real requests and warmup alike)."""
+    name = request.model_spec.signature_name or serving_protocol.DEFAULT_SIGNATURE
+    signature = find_signature(servable, name)
     wanted = _output_keys(signature, request.output_filter)
     inputs = _input_tensors(name, signature, request.inputs)
     try:

@@ -16,7 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", help="model.keras")
     parser.add_argument("--out", required=True, help="model base folder (BASE)")
-    parser.add_argument("--version", type=int, help="version number (default: next)")
+    parser.add_argument(
+        "--version", type=options.POSITIVE, help="version number (default: next)"
+    )
     parser.add_argument(
         "--name", help="model name in models.config (default: BASE's name)"
     )

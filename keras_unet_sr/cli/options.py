@@ -17,6 +17,27 @@ from keras_unet_sr.errors import UserError
 _GROUPS = {"data": "data", "model": "model", "train": "training"}
 
 
+def bounded(low: int, high: int | None = None):
+    """An argparse `type` for integers in [low, high]: out of range is one
+    usage line and exit 2 (not a silent wrap-around, as ports would do)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            allowed = f">= {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range ({allowed})")
+        return value
+
+    return parse
+
+
+PORT = bounded(0, 65535)
+POSITIVE = bounded(1)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by `fit` and `tune`; all default to None = "from config"."""
     defaults = cfg.FitConfig().to_dict()
@@ -109,14 +130,16 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     """Whole-image tiling options of `predict`, `evaluate` and `export`."""
     group = parser.add_argument_group("tiling")
     group.add_argument(
-        "--tile", type=int, help="largest tile side in input pixels (default 768)"
+        "--tile", type=POSITIVE, help="largest tile side in input pixels (default 768)"
     )
     group.add_argument(
         "--overlap",
-        type=int,
+        type=bounded(0),
         help="tile overlap (default: exact, from the model's halo)",
     )
-    group.add_argument("--batch", type=int, help="tiles per model call (default 1)")
+    group.add_argument(
+        "--batch", type=POSITIVE, help="tiles per model call (default 1)"
+    )
     group.add_argument(
         "--precision",
         choices=cfg.PRECISIONS,

@@ -24,7 +24,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="output folder")
     options.add_tiling_arguments(parser)
-    parser.add_argument("--server", help="HOST:PORT of TF-Serving (gRPC) to predict on")
+    parser.add_argument(
+        "--server",
+        help="TF-Serving to predict on: HOST:PORT (gRPC) or http://HOST:PORT (REST)",
+    )
     parser.add_argument("--model-name", help="model name on the server")
     parser.set_defaults(func=run)
 
@@ -41,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
         if args.tile or args.overlap or args.batch:
             raise UserError("--tile/--overlap/--batch are fixed in the exported bundle")
         name = args.model_name or options.default_model_name(args.model)
-        backend = ServerBackend(args.server, name)
+        if args.server.startswith(("http://", "https://")):
+            from keras_unet_sr.export.rest_client import RestBackend
+
+            backend = RestBackend(args.server, name)
+        else:
+            backend = ServerBackend(args.server, name)
     else:
         backend = options.local_backend(args)
     report = predict_files(backend, args.inputs, args.out)

@@ -37,12 +37,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     search.add_argument(
         "--max-trials",
-        type=int,
+        type=options.POSITIVE,
         help="trials in all (default 10; hyperband: its whole schedule)",
     )
     search.add_argument(
         "--epochs",
-        type=int,
+        type=options.POSITIVE,
         dest="trial_epochs",
         metavar="EPOCHS",
         help="epochs per trial (hyperband: the most a trial trains); default: "
