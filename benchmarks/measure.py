@@ -211,10 +211,11 @@ def serving_round_trips(
     **tiling,
 ) -> list[dict]:
     """Seconds per image: the bundle's signature called in-process, and a
-    gRPC round trip to `keras-unet-sr serve` (a child process) on loopback,
-    for square camera-like images of each size, sent as float32
+    gRPC and a REST round trip to `keras-unet-sr serve` (a child process) on
+    loopback, for square camera-like images of each size, sent as float32
     (`serving_default`) and as uint16 (`predict_uint16`)."""
     from keras_unet_sr.export.grpc_client import ServingClient
+    from keras_unet_sr.export.rest_client import RestClient
     from keras_unet_sr.export.saved_model_bundle import export_bundle
 
     base = workdir / "serving" / "bench"
@@ -247,23 +248,29 @@ def serving_round_trips(
     del loaded
     script = os.path.join(os.path.dirname(sys.executable), "keras-unet-sr")
     server = subprocess.Popen(
-        [script, "serve", str(base), "--port", "0"],
+        [script, "serve", str(base), "--port", "0", "--rest-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         env={**os.environ, **(server_env or {})},
     )
     try:
-        address = server.stdout.readline().split(" on ")[1].split(" ")[0]
-        client = ServingClient(address, "bench")
+        words = server.stdout.readline().split(" on ")[1].split(" ")
+        address, url = words[0], words[2]  # "HOST:PORT (gRPC) and URL (REST)"
+        clients = {
+            "grpc_s": ServingClient(address, "bench"),
+            "rest_s": RestClient(url, "bench"),
+        }
         for row, (_, signature, image) in zip(rows, cases, strict=True):
-            row["grpc_s"] = best_time(
-                lambda image=image, signature=signature: client.predict(
-                    {"image": image}, signature_name=signature
-                ),
-                repeats=2,
-            )
-        client.close()
+            for key, client in clients.items():
+                row[key] = best_time(
+                    lambda image=image, signature=signature, client=client: (
+                        client.predict({"image": image}, signature_name=signature)
+                    ),
+                    repeats=2,
+                )
+        for client in clients.values():
+            client.close()
         return rows
     finally:
         server.terminate()

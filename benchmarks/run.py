@@ -134,7 +134,8 @@ def section_serving(repeats: int) -> None:
         print(
             f"serving          {row['size']}x{row['size']}x9 {row['dtype']:7s}: "
             f"in-process {row['in_process_s']:5.2f} s, gRPC round trip "
-            f"{row['grpc_s']:5.2f} s = {ratio:5.3f}x{goal}"
+            f"{row['grpc_s']:5.2f} s = {ratio:5.3f}x{goal}, REST "
+            f"{row['rest_s']:5.2f} s = {row['rest_s'] / row['in_process_s']:5.3f}x"
         )
 
 

@@ -44,6 +44,7 @@ from keras_unet_sr.files.atomic import atomic_path
 from keras_unet_sr.files.folders import make_output_folder
 from keras_unet_sr.inference.predictor import Predictor
 from keras_unet_sr.model.unet import SuperResolutionUNet
+from keras_unet_sr.progress import track
 
 DEFAULT_WARMUP_SIZES = ((256, 256), (1024, 1024))
 METADATA_FILE = "keras_unet_sr.json"
@@ -145,7 +146,7 @@ def _warmup_requests(module: ServingModule, model_name: str, sizes) -> list:
     rng = np.random.default_rng(0)
     frames = max(module.model.frame_subset or [module.model.frames - 1]) + 1
     requests = []
-    for height, width in sizes:
+    for height, width in track(sizes, "export warmup", unit="size"):
         image = (100 + rng.gamma(2.0, 40.0, (height, width, frames))).astype(np.uint16)
         for signature, data in (
             ("serving_default", image.astype(np.float32)),

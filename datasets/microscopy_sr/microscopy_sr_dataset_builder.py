@@ -39,6 +39,7 @@ from keras_unet_sr.data import regions
 from keras_unet_sr.data.camera import estimate_camera_noise
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.files import tiff_io
+from keras_unet_sr.progress import track
 from keras_unet_sr.quality.registration import WARN_SHIFT_PIXELS, pair_offset
 
 from . import simulation
@@ -216,7 +217,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_synthetic(self, split_index: int, count: int):
         config = self.builder_config
-        for i in range(count):
+        for i in track(range(count), "simulate", unit="pair", bar=False):
             low, high = simulation.simulate_pair(
                 config.modality,
                 seed=(config.seed, split_index, i),
@@ -237,7 +238,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         """Whole pairs (`part` None), or their training crops or validation
         strips (`part` "train" / "validation")."""
         subset = self.builder_config.frame_subset
-        for pair in pairs:
+        # TFDS shows its own bar on a terminal; this adds the lines of a log.
+        for pair in track(pairs, f"prepare {part or 'images'}", unit="pair", bar=False):
             low, high, pair_scale = image_pairs.load_pair(pair, subset)
             if low.shape[-1] != frames:
                 raise UserError(

@@ -25,6 +25,7 @@ from keras_unet_sr.cli import (
 )
 from keras_unet_sr.cli.startup import quiet_tensorflow
 
+QUIET_HELP = "no progress bars or progress lines"
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 
@@ -38,9 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         "train, tune, predict, evaluate, export to TF-Serving and serve.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)
+    for subparser in commands.choices.values():  # also after the command
+        subparser.add_argument(
+            "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP
+        )
     return parser
 
 
@@ -48,8 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet_tensorflow(args.debug)
+    from keras_unet_sr import progress
     from keras_unet_sr.errors import UserError
 
+    progress.set_quiet(args.quiet)
     try:
         return args.func(args)
     except UserError as error:

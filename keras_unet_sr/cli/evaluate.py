@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from keras_unet_sr.config import DataConfig
     from keras_unet_sr.data.frames import check_model_frames
     from keras_unet_sr.errors import UserError
+    from keras_unet_sr.progress import track
     from keras_unet_sr.quality import evaluation
 
     for path in args.out:  # refuse a bad report path before the work
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         images, where = data.named_images(split), f"{args.data} [{split}]"
 
     def checked():  # name the image whose frame count the model cannot read
-        for name, low, high in images:
+        for name, low, high in track(images, "evaluate", unit="image"):
             check_model_frames(low, backend.frames, backend.frame_subset, name)
             yield name, low, high
 

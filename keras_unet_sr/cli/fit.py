@@ -25,5 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from keras_unet_sr.training.fit import fit
 
     config = options.config_from_args(args)
-    fit(config, args.out, strategy=options.strategy_from_args(args))
+    strategy = options.strategy_from_args(args)
+    # --quiet: one line per epoch instead of Keras' bar.
+    fit(config, args.out, strategy=strategy, verbose=2 if args.quiet else "auto")
     return 0

@@ -22,6 +22,7 @@ from keras_unet_sr.data.frames import check_model_frames
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.files import tiff_io
 from keras_unet_sr.files.folders import make_output_folder
+from keras_unet_sr.progress import track
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def predict_files(
                 f"{path}: same output name as {other} ({out / (path.stem + '.tif')})"
             )
     written = []
-    for path in files:
+    for path in track(files, "predict"):
         try:
             raw = tiff_io.read_tiff(path)
             image = tiff_io.as_frames_last(raw, path)
