@@ -341,11 +341,7 @@ class ServerBackend:
         self.description = f"model '{model_name}' on {target}"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        # uint16 travels as is (half the bytes); everything else as float32.
-        if image.dtype == np.uint16:
-            signature = "predict_uint16"
-        else:
-            signature, image = "serving_default", image.astype(np.float32)
+        signature, image = serving_protocol.bundle_signature(image)
         try:
             return self.client.predict({"image": image}, signature_name=signature)[
                 "sr_image"

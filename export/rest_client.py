@@ -154,11 +154,7 @@ class RestBackend:
         self.description = f"model '{model_name}' on {url} (REST)"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        # uint16 travels as integers (shorter JSON); everything else as float32.
-        if image.dtype == np.uint16:
-            signature = "predict_uint16"
-        else:
-            signature, image = "serving_default", image.astype(np.float32)
+        signature, image = serving_protocol.bundle_signature(image)
         try:
             output = self.client.predict({"image": image}, signature_name=signature)
         except RestError as error:

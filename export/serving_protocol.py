@@ -64,6 +64,15 @@ def dtype_name(dtype: int) -> str:
         )
 
 
+def bundle_signature(image: np.ndarray) -> tuple[str, np.ndarray]:
+    """The bundle signature an image goes to, and the image as it travels:
+    uint16 camera counts as they are (half the bytes), anything else as
+    float32."""
+    if image.dtype == np.uint16:
+        return "predict_uint16", image
+    return DEFAULT_SIGNATURE, image.astype(np.float32, copy=False)
+
+
 def first_line(text: str | None) -> str:
     """Returns the first non-blank line of `text`, stripped ("" if none)."""
     lines = (line.strip() for line in (text or "").splitlines())
