@@ -119,6 +119,9 @@ def world(tmp_path_factory) -> dict:
     shutil.copy(images / "ok.tif", images / "truncated.tif")
     _truncate(images / "truncated.tif")
     w["images"] = images
+    w["linked_out"] = root / "linked_out"  # an output folder whose ok.tif is
+    w["linked_out"].mkdir()  # a link to the input of that name
+    (w["linked_out"] / "ok.tif").symlink_to(images / "ok.tif")
 
     model = SuperResolutionUNet(frames=FRAMES, scale=SCALE, depth=1, filters=4)
     w["model"] = root / "model.keras"
@@ -538,6 +541,29 @@ CATALOG = [
         lambda w: ["serve", str(w["corrupt_bundle"]), "--port", "0"],
         ["corrupt_bundle", "version 1", "Cannot parse"],
     ),
+    # --- predict: outputs that are inputs ---
+    (
+        "predict-out-is-the-input-folder",
+        lambda w: [
+            "predict",
+            str(w["model"]),
+            str(w["images"] / "ok.tif"),
+            "--out",
+            str(w["images"]),
+        ],
+        ["images/ok.tif: is the input", "would overwrite it"],
+    ),
+    (
+        "predict-out-links-to-an-input",
+        lambda w: [
+            "predict",
+            str(w["model"]),
+            str(w["images"]),
+            "--out",
+            str(w["linked_out"]),
+        ],
+        ["linked_out/ok.tif: is the input", "images/ok.tif"],
+    ),
     # --- predict --server ---
     (
         "predict-server-unreachable",
@@ -651,3 +677,27 @@ def test_debug_shows_the_traceback(world, capsys):
                 str(world["root"] / "outputs" / "d"),
             ]
         )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["serve", "b", "--port", "70000"], "--port: 70000 is out of range (from 0"),
+        (["serve", "b", "--rest-port", "-1"], "--rest-port: -1 is out of range"),
+        (["serve", "b", "--max-message-mb", "0"], "--max-message-mb: 0 is out of"),
+        (["serve", "b", "--max-message-mb", "4096"], "(from 1 to 2047)"),
+        (["serve", "b", "--workers", "0"], "--workers: 0 is out of range (>= 1)"),
+        (["predict", "m", "x.tif", "--out", "o", "--tile", "0"], "--tile: 0 is out"),
+        (["predict", "m", "x.tif", "--out", "o", "--batch", "-2"], "--batch: -2"),
+        (["export", "m", "--out", "o", "--version", "0"], "--version: 0 is out"),
+        (["serve", "b", "--port", "8e3"], "--port: '8e3' is not an integer"),
+    ],
+)
+def test_numeric_flags_out_of_range_are_refused_before_anything_runs(
+    argv, expected, capsys
+):
+    """Ports never wrap around, limits are never zero or negative."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert expected in capsys.readouterr().err

@@ -110,11 +110,26 @@ class PredictionReport:
     failed: list[str]
 
 
+def check_outputs_spare_inputs(files: list[Path], out: Path) -> None:
+    """Refuse, before anything is written, an output that is an input:
+    `out/<name>.tif` resolving (links followed) to any input file."""
+    inputs = {os.path.realpath(path): path for path in files}
+    for path in files:
+        target = out / f"{path.stem}.tif"
+        source = inputs.get(os.path.realpath(target))
+        if source is not None:
+            raise UserError(
+                f"{target}: is the input {source}; predicting would overwrite it "
+                "(choose another --out)"
+            )
+
+
 def predict_files(
     backend, inputs: Iterable[str], out_dir: str | os.PathLike
 ) -> PredictionReport:
     """Predict every input TIFF into `out_dir/<name>.tif` (float32)."""
     files, failed = expand_inputs(inputs)
+    check_outputs_spare_inputs(files, Path(out_dir).expanduser())
     out = make_output_folder(out_dir)
     names: dict[str, Path] = {}
     for path in files:
