@@ -25,6 +25,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     options.add_tiling_arguments(parser)
     parser.add_argument(
+        "--axes",
+        help="axes of every input, e.g. YXC for channel-last stacks or CYX "
+        "(default: the file's ImageJ/OME metadata, else (H, W) or (frames, H, W))",
+    )
+    parser.add_argument(
         "--server",
         help="TF-Serving to predict on: HOST:PORT (gRPC) or http://HOST:PORT (REST)",
     )
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             backend = ServerBackend(args.server, name)
     else:
         backend = options.local_backend(args)
-    report = predict_files(backend, args.inputs, args.out)
+    report = predict_files(backend, args.inputs, args.out, axes=args.axes)
     count = len(report.written)
     print(f"Predicted {count} image(s) into {args.out} with {backend.description}")
     if report.failed:

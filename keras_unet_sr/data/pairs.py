@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_unet_sr.data.frames import take_frames
 from keras_unet_sr.errors import UserError
-from keras_unet_sr.files.tiff_io import as_frames_last, list_tiffs, read_tiff
+from keras_unet_sr.files.tiff_io import list_tiffs, read_frames, read_tiff
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ def load_pair(
     pair: ImagePair, frames: Sequence[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Read and check one pair: `(low (H, W, F), high (sH, sW, 1), scale)`."""
-    low = take_frames(as_frames_last(read_tiff(pair.low), pair.low), frames, pair.low)
+    low = take_frames(read_frames(pair.low), frames, pair.low)
     high = read_tiff(pair.high)
     if high.ndim != 2:
         raise UserError(

@@ -7,8 +7,10 @@ bad and why.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tifffile
@@ -17,6 +19,7 @@ from keras_unet_sr.errors import UserError
 from keras_unet_sr.files.atomic import atomic_path
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+logger = logging.getLogger(__name__)
 
 
 def is_tiff_name(path: str | os.PathLike) -> bool:
@@ -30,13 +33,40 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
         UserError: missing, unreadable, non-TIFF or truncated file, a
             non-numeric dtype, no pixels, or NaN/Inf pixels.
     """
+    return read_with_axes(path).array
+
+
+class TiffImage(NamedTuple):
+    array: np.ndarray
+    #: From ImageJ or OME metadata, or samples per pixel ("YXS"), squeezed
+    #: axes dropped; None without metadata (tifffile's guesses are none).
+    axes: str | None
+    #: A colour photograph (photometric RGB), not a stack of raw frames.
+    rgb: bool
+
+
+def read_with_axes(path: str | os.PathLike) -> TiffImage:
+    """`read_tiff`, with the axes the file's metadata gives."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file")
     if path.is_dir():
         raise UserError(f"{path}: is a folder, expected a TIFF file")
     try:
-        array = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            if len(tif.series) > 1:
+                logger.info(
+                    "%s: %d image series; reading the first, %s %s",
+                    path,
+                    len(tif.series),
+                    series.axes,
+                    series.shape,
+                )
+            trusted = tif.is_imagej or tif.is_ome or series.axes.endswith("S")
+            axes = series.axes if trusted else None
+            rgb = series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
+            array = np.asarray(series.asarray())
     except tifffile.TiffFileError as error:
         raise UserError(f"{path}: not a TIFF file ({error})") from error
     except (OSError, ValueError, EOFError, IndexError, KeyError) as error:
@@ -45,17 +75,73 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
             f"{path}: unreadable TIFF, truncated or corrupt "
             f"({type(error).__name__}: {error})"
         ) from error
-    array = np.asarray(array)
     if array.dtype.kind not in "uif":
         raise UserError(f"{path}: unsupported pixel type {array.dtype}")
     if array.size == 0:
         raise UserError(f"{path}: has no pixels (shape {array.shape})")
-    while array.ndim > 2 and array.shape[0] == 1:
+    if axes is not None and len(axes) != array.ndim:
+        axes = None
+    if axes is not None:  # drop singleton axes, except the image plane's
+        keep = [i for i, a in enumerate(axes) if array.shape[i] > 1 or a in "YX"]
+        axes = "".join(axes[i] for i in keep)
+        array = array.reshape([array.shape[i] for i in keep])
+    while axes is None and array.ndim > 2 and array.shape[0] == 1:
         array = array[0]
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise UserError(f"{path}: contains {bad} NaN/Inf pixels")
-    return array
+    return TiffImage(array, axes, rgb)
+
+
+def read_frames(path: str | os.PathLike, axes: str | None = None) -> np.ndarray:
+    """Read a raw image or stack as `(H, W, frames)`, never by guessing.
+
+    The axes come from `axes` (e.g. `"YXC"`, one letter per axis of more
+    than one pixel: `Y`, `X` and one frame axis), else from the file's
+    metadata (ImageJ, OME, RGB samples), else from the rule: a 2-D image is
+    `(H, W)`, a 3-D stack is `(frames, H, W)`, and a stack whose last axis is
+    the shortest, which could be `(H, W, frames)`, is refused as ambiguous,
+    as is a colour (RGB) photograph.
+    """
+    array, found, rgb = read_with_axes(path)
+    if rgb and axes is None:
+        raise UserError(
+            f"{path}: is an RGB colour image, not raw frames (--axes YXC reads "
+            "its three colours as frames)"
+        )
+    if axes is not None:
+        letters = axes.upper()
+        if len(letters) != array.ndim:
+            squeezed = array.reshape([n for n in array.shape if n > 1] or [1, 1])
+            if len(letters) != squeezed.ndim:
+                raise UserError(
+                    f"{path}: --axes {axes} has {len(letters)} letters but the "
+                    f"image has shape {array.shape}"
+                )
+            array = squeezed
+        return _frames_last(array, letters, path, "--axes")
+    if found is not None:
+        return _frames_last(array, found, path, "its metadata")
+    if array.ndim == 3 and array.shape[-1] < min(array.shape[:2]):
+        raise UserError(
+            f"{path}: shape {array.shape} and no axes metadata: (frames, H, W) "
+            f"or (H, W, frames)? give --axes (e.g. --axes YXC or --axes CYX)"
+        )
+    return as_frames_last(array, path)
+
+
+def _frames_last(array: np.ndarray, axes: str, path, source: str) -> np.ndarray:
+    if axes.count("Y") != 1 or axes.count("X") != 1:
+        raise UserError(f"{path}: axes {axes} (from {source}) need one Y and one X")
+    others = [i for i, a in enumerate(axes) if a not in "YX"]
+    if len(others) > 1:
+        raise UserError(
+            f"{path}: axes {axes} (from {source}) of shape {array.shape} hold "
+            f"{len(others)} frame axes; expected one (e.g. CYX)"
+        )
+    order = [axes.index("Y"), axes.index("X"), *others]
+    array = np.transpose(array, order)
+    return array if others else array[..., np.newaxis]
 
 
 def as_frames_last(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:

@@ -125,9 +125,16 @@ def check_outputs_spare_inputs(files: list[Path], out: Path) -> None:
 
 
 def predict_files(
-    backend, inputs: Iterable[str], out_dir: str | os.PathLike
+    backend,
+    inputs: Iterable[str],
+    out_dir: str | os.PathLike,
+    axes: str | None = None,
 ) -> PredictionReport:
-    """Predict every input TIFF into `out_dir/<name>.tif` (float32)."""
+    """Predict every input TIFF into `out_dir/<name>.tif` (float32).
+
+    `axes` (e.g. "YXC") overrides the files' axes metadata and the shape
+    rule of `keras_unet_sr.files.tiff_io.read_frames`.
+    """
     files, failed = expand_inputs(inputs)
     check_outputs_spare_inputs(files, Path(out_dir).expanduser())
     out = make_output_folder(out_dir)
@@ -141,8 +148,7 @@ def predict_files(
     written = []
     for path in track(files, "predict"):
         try:
-            raw = tiff_io.read_tiff(path)
-            image = tiff_io.as_frames_last(raw, path)
+            image = tiff_io.read_frames(path, axes)
             check_model_frames(image, backend.frames, backend.frame_subset, path)
             result = np.asarray(backend(image), np.float32)
             if not np.all(np.isfinite(result)):

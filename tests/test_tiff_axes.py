@@ -1,0 +1,115 @@
+"""Axes of raw stacks come from the file (ImageJ, OME, TIFF samples) or from
+--axes, never from a guess that writes a wrong-shaped image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from keras_unet_sr import SuperResolutionUNet
+from keras_unet_sr.cli import main
+from keras_unet_sr.files.tiff_io import read_frames
+
+H, W, FRAMES = 40, 32, 15
+
+
+@pytest.fixture(scope="module")
+def sim3_model(tmp_path_factory):
+    """A SIM3 model: it reads frames 0, 5, 10 of a 15-frame stack."""
+    path = tmp_path_factory.mktemp("axes") / "sim3.keras"
+    model = SuperResolutionUNet(
+        frames=3, scale=2, depth=1, filters=4, frame_subset=(0, 5, 10)
+    )
+    model.save(path)
+    return path
+
+
+@pytest.fixture()
+def stack(rng):
+    return (rng.random((FRAMES, H, W)) * 1000).astype(np.uint16)  # (C, Y, X)
+
+
+def predict(model, path, out, *extra):
+    code = main(["predict", str(model), str(path), "--out", str(out), *extra])
+    result = out / f"{path.stem}.tif"
+    return code, tifffile.imread(result) if result.exists() else None
+
+
+def test_metadata_and_axes_flag_read_the_same_image(sim3_model, stack, tmp_path):
+    tifffile.imwrite(tmp_path / "cyx.tif", stack)  # no metadata: frames first
+    channel_last = np.moveaxis(stack, 0, -1)
+    tifffile.imwrite(tmp_path / "ome.tif", stack, ome=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(  # 15 samples per pixel: the TIFF tags say channel-last
+        tmp_path / "samples.tif",
+        channel_last,
+        photometric="minisblack",
+        planarconfig="contig",
+    )
+    tifffile.imwrite(tmp_path / "plain_yxc.tif", channel_last)
+    for name in ("cyx", "ome", "samples"):
+        frames = read_frames(tmp_path / f"{name}.tif")
+        np.testing.assert_array_equal(frames, channel_last, err_msg=name)
+    flagged = read_frames(tmp_path / "plain_yxc.tif", axes="YXC")
+    np.testing.assert_array_equal(flagged, channel_last)
+
+    code, expected = predict(sim3_model, tmp_path / "cyx.tif", tmp_path / "a")
+    assert code == 0 and expected.shape == (2 * H, 2 * W)
+    for name, extra in (("samples", ()), ("plain_yxc", ("--axes", "YXC"))):
+        code, result = predict(
+            sim3_model, tmp_path / f"{name}.tif", tmp_path / name, *extra
+        )
+        assert code == 0
+        np.testing.assert_allclose(result, expected, atol=1e-5)
+
+
+def test_an_ambiguous_channel_last_stack_is_one_line_and_no_output(
+    sim3_model, stack, tmp_path, capsys
+):
+    tifffile.imwrite(tmp_path / "yxc.tif", np.moveaxis(stack, 0, -1))  # (40, 32, 15)
+    code, result = predict(sim3_model, tmp_path / "yxc.tif", tmp_path / "out")
+    assert code == 2 and result is None
+    err = capsys.readouterr().err
+    assert "yxc.tif: shape (40, 32, 15) and no axes metadata" in err
+    assert "give --axes" in err
+
+
+@pytest.mark.parametrize(
+    ("write", "expected"),
+    [
+        (  # an RGB photo: 3 samples, not raw frames
+            lambda p, rng: tifffile.imwrite(
+                p, (rng.random((H, W, 3)) * 255).astype(np.uint8), photometric="rgb"
+            ),
+            "bad.tif: is an RGB colour image, not raw frames",
+        ),
+        (  # ImageJ time series of 3-channel stacks: two frame axes
+            lambda p, rng: tifffile.imwrite(
+                p,
+                rng.random((4, 3, H, W)).astype(np.float32),
+                imagej=True,
+                metadata={"axes": "TCYX"},
+            ),
+            "axes TCYX (from its metadata) of shape (4, 3, 40, 32) hold 2 frame axes",
+        ),
+    ],
+    ids=["rgb-photo", "imagej-two-frame-axes"],
+)
+def test_files_the_model_cannot_read_are_refused(
+    sim3_model, tmp_path, capsys, rng, write, expected
+):
+    write(tmp_path / "bad.tif", rng)
+    code, result = predict(sim3_model, tmp_path / "bad.tif", tmp_path / "out")
+    assert code == 2 and result is None
+    assert expected in capsys.readouterr().err
+
+
+def test_axes_flag_with_the_wrong_letters_is_refused(
+    sim3_model, stack, tmp_path, capsys
+):
+    tifffile.imwrite(tmp_path / "s.tif", stack)
+    code, _ = predict(sim3_model, tmp_path / "s.tif", tmp_path / "o", "--axes", "YX")
+    assert code == 2
+    assert "--axes YX has 2 letters but the image has shape (15, 40, 32)" in (
+        capsys.readouterr().err
+    )
