@@ -113,3 +113,27 @@ def test_axes_flag_with_the_wrong_letters_is_refused(
     assert "--axes YX has 2 letters but the image has shape (15, 40, 32)" in (
         capsys.readouterr().err
     )
+
+
+def test_an_image_larger_than_memory_is_named_and_the_rest_predicted(
+    sim3_model, stack, tmp_path, capsys, monkeypatch
+):
+    """Checked from the header: a 4 KB compressed file that decodes to
+    128 MiB, against a machine with 64 MiB free (the only stand-in: the free
+    memory figure; reading, predicting and writing are real)."""
+    from keras_unet_sr.files import tiff_io
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "a_ok.tif", stack)
+    tifffile.imwrite(
+        folder / "b_huge.tif", np.zeros((2, 4096, 4096), np.float32), compression="zlib"
+    )
+    assert (folder / "b_huge.tif").stat().st_size < 1 << 20
+    monkeypatch.setattr(tiff_io, "available_memory", lambda: 64 << 20)
+    code = main(["predict", str(sim3_model), str(folder), "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "b_huge.tif: decodes to 128 MiB, more than the 64 MiB of memory" in err
+    assert (tmp_path / "o" / "a_ok.tif").exists()
+    assert not (tmp_path / "o" / "b_huge.tif").exists()

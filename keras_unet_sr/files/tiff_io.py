@@ -36,6 +36,34 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
     return read_with_axes(path).array
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux `MemAvailable`),
+    or None where it cannot be told."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def check_fits_in_memory(path: Path, size: int) -> None:
+    """Refuse, from the header alone, an image larger than the free memory
+    (a compressed TIFF can decode to far more than its file size)."""
+    free = available_memory()
+    if free is not None and size > free:
+        raise UserError(
+            f"{path}: decodes to {_size(size)}, more than the {_size(free)} of "
+            "memory available"
+        )
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count >> 20} MiB"
+
+
 class TiffImage(NamedTuple):
     array: np.ndarray
     #: From ImageJ or OME metadata, or samples per pixel ("YXS"), squeezed
@@ -66,6 +94,7 @@ def read_with_axes(path: str | os.PathLike) -> TiffImage:
             trusted = tif.is_imagej or tif.is_ome or series.axes.endswith("S")
             axes = series.axes if trusted else None
             rgb = series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
+            check_fits_in_memory(path, series.size * np.dtype(series.dtype).itemsize)
             array = np.asarray(series.asarray())
     except tifffile.TiffFileError as error:
         raise UserError(f"{path}: not a TIFF file ({error})") from error

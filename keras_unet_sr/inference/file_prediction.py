@@ -110,6 +110,13 @@ class PredictionReport:
     failed: list[str]
 
 
+def _system_error(error: BaseException) -> str:
+    if isinstance(error, MemoryError):
+        return "not enough memory to predict it"
+    where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+    return f"{error.strerror or error}{where}; nothing written for it"
+
+
 def check_outputs_spare_inputs(files: list[Path], out: Path) -> None:
     """Refuse, before anything is written, an output that is an input:
     `out/<name>.tif` resolving (links followed) to any input file."""
@@ -165,6 +172,11 @@ def predict_files(
         except UserError as error:
             failed.append(str(error))
             logger.error("skipped %s", error)
+            continue
+        except (OSError, MemoryError) as error:  # disk full, no memory: the next
+            problem = f"{path}: {_system_error(error)}"  # file may still work
+            failed.append(problem)
+            logger.error("skipped %s", problem)
             continue
         written.append(target)
         logger.info("%s -> %s %s", path, target, result.shape)
