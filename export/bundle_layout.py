@@ -4,6 +4,7 @@ requests replayed before a version serves, and `models.config`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,8 @@ WARMUP_DIR = "assets.extra"
 
 
 WARMUP_FILE = "tf_serving_warmup_requests"
+#: What a client (and the server's size checks) need to know about a bundle.
+METADATA_FILE = "keras_unet_sr.json"
 
 
 # TF-Serving refuses to load a version whose warmup file holds more records.
@@ -33,6 +36,17 @@ _VERSION_NAME = re.compile(r"0|[1-9][0-9]*")
 def warmup_file(version_dir: str | os.PathLike) -> Path:
     """Returns where TF-Serving looks for a version's warmup requests."""
     return Path(version_dir) / WARMUP_DIR / WARMUP_FILE
+
+
+def read_bundle_info(version_dir: str | os.PathLike) -> dict:
+    """The bundle's `keras_unet_sr.json` ({} for a bundle without one, e.g.
+    one exported by another tool)."""
+    path = Path(version_dir) / WARMUP_DIR / METADATA_FILE
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def write_warmup_requests(

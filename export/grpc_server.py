@@ -96,7 +96,8 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
         self, request: predict_pb2.PredictRequest
     ) -> predict_pb2.PredictResponse:
         _require_model_spec(request)
-        return run_predict(self._manager.resolve(request.model_spec), request)
+        servable = self._manager.resolve(request.model_spec)
+        return run_predict(servable, request, self._manager.max_message_bytes)
 
     def GetModelMetadata(self, request, context):
         return _handle(context, "GetModelMetadata", lambda: self._metadata(request))
@@ -257,7 +258,7 @@ def start_server(
         raise FileNotFoundError(
             f"model base path {base} does not exist or is not a directory"
         )
-    manager = ModelManager(base, model_name or base.name)
+    manager = ModelManager(base, model_name or base.name, max_message_bytes)
     manager.load_initial()
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(

@@ -51,9 +51,13 @@ class ModelManager:
     reference once and use it unlocked, so a swap never waits for requests.
     """
 
-    def __init__(self, base_dir: Path, model_name: str):
+    def __init__(
+        self, base_dir: Path, model_name: str, max_message_bytes: int | None = None
+    ):
         self.base_dir = base_dir
         self.model_name = model_name
+        # The largest request or answer (`servable.check_sizes`).
+        self.max_message_bytes = max_message_bytes
         self._cond = threading.Condition()
         self._servable: Servable | None = None
         self._states: dict[int, VersionState] = {}

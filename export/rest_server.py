@@ -291,7 +291,7 @@ class RestApi:
         del parsed  # the nested lists are several times the array's size
         for key, array in inputs.items():
             serving_protocol.fill_tensor_proto(query.inputs[key], array)
-        response = run_predict(servable, query)
+        response = run_predict(servable, query, self.max_message_bytes)
         outputs = {
             key: serving_protocol.tensor_proto_to_ndarray(proto)
             for key, proto in response.outputs.items()

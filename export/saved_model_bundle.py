@@ -47,7 +47,7 @@ from keras_unet_sr.model.unet import SuperResolutionUNet
 from keras_unet_sr.progress import track
 
 DEFAULT_WARMUP_SIZES = ((256, 256), (1024, 1024))
-METADATA_FILE = "keras_unet_sr.json"
+METADATA_FILE = bundle_layout.METADATA_FILE
 
 
 def _as_batch(image: tf.Tensor) -> tf.Tensor:

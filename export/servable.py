@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -67,6 +68,10 @@ class Servable:
     signature_defs: get_model_metadata_pb2.SignatureDefMap
     # Owns the variables the signature functions capture.
     model: Any
+    # Output pixels per input pixel and output channels (from the bundle's
+    # keras_unet_sr.json; 1 and 1 for other bundles): sizes the answer.
+    scale: int = 1
+    out_channels: int = 1
 
 
 def from_tf_error(error: tf.errors.OpError) -> RequestError:
@@ -88,7 +93,16 @@ def load_servable(path: Path, version: int) -> Servable:
         )
         for name, function in model.signatures.items()
     }
-    return Servable(version, path, signatures, read_signature_defs(path), model)
+    info = bundle_layout.read_bundle_info(path)
+    return Servable(
+        version,
+        path,
+        signatures,
+        read_signature_defs(path),
+        model,
+        scale=int(info.get("scale", 1)),
+        out_channels=int(info.get("out_channels", 1)),
+    )
 
 
 def read_signature_defs(path: Path) -> get_model_metadata_pb2.SignatureDefMap:
@@ -120,12 +134,44 @@ def find_signature(servable: Servable, name: str) -> Signature:
     return signature
 
 
+def check_sizes(
+    servable: Servable, protos: Mapping[str, Any], max_bytes: int | None
+) -> None:
+    """RESOURCE_EXHAUSTED before any work when a request's declared shapes
+    (not its bytes: a 54-byte request can declare a gigapixel) or the answer
+    they imply (an x2 image answer holds 4x the pixels) exceed the limit."""
+    if max_bytes is None:
+        return
+    for key, proto in protos.items():
+        dims = [max(dim.size, 0) for dim in proto.tensor_shape.dim]
+        try:
+            itemsize = tf.dtypes.as_dtype(proto.dtype).size
+        except TypeError:
+            continue  # an unknown dtype is the dtype check's to refuse
+        declared = math.prod(dims) * itemsize
+        answer = 0
+        if key == "image" and len(dims) >= 2:
+            spatial = dims[:2] if len(dims) <= 3 else dims[:3]
+            answer = math.prod(spatial) * servable.scale**2 * servable.out_channels * 4
+        for what, size in (("input", declared), ("answer", answer)):
+            if size > max_bytes:
+                raise RequestError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{what} of '{key}' (shape {dims}) would be {size} bytes, more "
+                    f"than the limit of {max_bytes}",
+                )
+
+
 def run_predict(
-    servable: Servable, request: predict_pb2.PredictRequest
+    servable: Servable,
+    request: predict_pb2.PredictRequest,
+    max_bytes: int | None = None,
 ) -> predict_pb2.PredictResponse:
-    """Runs one request on one version (real requests and warmup alike)."""
+    """Runs one request on one version (real requests and warmup alike),
+    refusing one over `max_bytes` (see `check_sizes`) before any work."""
     name = request.model_spec.signature_name or serving_protocol.DEFAULT_SIGNATURE
     signature = find_signature(servable, name)
+    check_sizes(servable, request.inputs, max_bytes)
     wanted = _output_keys(signature, request.output_filter)
     inputs = _input_tensors(name, signature, request.inputs)
     try:

@@ -180,6 +180,31 @@ def test_malformed_oversized_and_wrong_dtype_requests_get_their_codes(served):
     assert client.predict({"image": good})["sr_image"].shape == (32, 32, 1)
 
 
+def test_declared_sizes_are_checked_before_any_work(served):
+    """A 60-byte request declaring a gigapixel, and a small image whose x2
+    answer is over the 2 MiB limit: RESOURCE_EXHAUSTED at once."""
+    huge = predict_pb2.PredictRequest()
+    huge.model_spec.name = "tiny"
+    tensor = huge.inputs["image"]
+    tensor.dtype = tf.float32.as_datatype_enum
+    for size in (40000, 40000, 2):
+        tensor.tensor_shape.dim.add(size=size)
+    tensor.float_val.append(1.0)  # TF's rule: the last value repeats
+    assert huge.ByteSize() < 64
+    start = time.monotonic()
+    with pytest.raises(grpc.RpcError) as caught:
+        _raw_predict(served["address"], huge)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "input of 'image' (shape [40000, 40000, 2])" in caught.value.details()
+    client = ServingClient(served["address"], "tiny")
+    with pytest.raises(ServingError) as caught:  # 1.3 MB in, 2.6 MB out
+        client.predict({"image": np.ones((400, 400, 2), np.float32)})
+    assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "answer of 'image'" in str(caught.value)
+    assert time.monotonic() - start < 5
+    assert client.predict({"image": np.ones((16, 16, 2), np.float32)})["sr_image"].size
+
+
 @pytest.mark.slow
 def test_eight_clients_by_fifty_requests_with_bad_ones_in_between(served):
     """Nothing dropped, every answer right, and no memory growth."""
