@@ -256,7 +256,7 @@ def serving_round_trips(
     )
     try:
         words = server.stdout.readline().split(" on ")[1].split(" ")
-        address, url = words[0], words[2]  # "HOST:PORT (gRPC) and URL (REST)"
+        address, url = words[0], words[3]  # "HOST:PORT (gRPC) and URL (REST)"
         clients = {
             "grpc_s": ServingClient(address, "bench"),
             "rest_s": RestClient(url, "bench"),
