@@ -206,3 +206,31 @@ def test_serve_rest_port_and_predict_over_http(bundle, tmp_path, console_script,
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("api", ["grpc", "rest"])
+def test_a_server_gone_mid_folder_names_each_file(bundle, tmp_path, rng, api):
+    from keras_unet_sr.export.grpc_client import ServerBackend
+    from keras_unet_sr.export.rest_client import RestBackend
+    from keras_unet_sr.inference.file_prediction import predict_files
+
+    handle = start_server(bundle, port=0, rest_port=0, poll_seconds=0)
+    backend = (
+        ServerBackend(handle.address, "tiny")
+        if api == "grpc"
+        else RestBackend(handle.rest_url, "tiny")
+    )
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        image = (rng.random((2, 16, 16)) * 100).astype(np.float32)
+        tifffile.imwrite(tmp_path / "in" / f"{name}.tif", image)
+    first = predict_files(backend, [str(tmp_path / "in" / "a.tif")], tmp_path / "out")
+    assert len(first.written) == 1 and not first.failed
+    handle.stop()
+    report = predict_files(backend, [str(tmp_path / "in")], tmp_path / "out2")
+    assert report.written == []
+    assert [line.split(": ")[0] for line in report.failed] == [
+        str(tmp_path / "in" / "a.tif"),
+        str(tmp_path / "in" / "b.tif"),
+    ]
+    assert all("cannot reach TF-Serving" in line for line in report.failed)

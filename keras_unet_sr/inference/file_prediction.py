@@ -157,7 +157,12 @@ def predict_files(
         try:
             image = tiff_io.read_frames(path, axes)
             check_model_frames(image, backend.frames, backend.frame_subset, path)
-            result = np.asarray(backend(image), np.float32)
+            try:
+                result = np.asarray(backend(image), np.float32)
+            except UserError as error:  # e.g. the server went away: which file
+                if str(error).startswith(str(path)):
+                    raise
+                raise UserError(f"{path}: {error}") from error
             if not np.all(np.isfinite(result)):
                 raise UserError(
                     f"{path}: prediction has NaN/Inf values (intensities too "
