@@ -49,11 +49,14 @@ def build_dataset(
     names = [c.name for c in cls.BUILDER_CONFIGS]
     if config is not None and names and config not in names:
         raise UserError(f"--config {config}: choose one of {', '.join(names)}")
-    builder = cls(config=config, data_dir=None if data_dir is None else str(data_dir))
     download_config = None
     if manual_dir is not None:
         if not Path(manual_dir).is_dir():
             raise UserError(f"{manual_dir}: --manual-dir is not a folder")
         download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+        # A fixed config name would let another folder reuse this prepared set.
+        if config is not None and config == getattr(cls, "MANUAL_CONFIG_NAME", None):
+            config = cls.config_for_manual_dir(str(manual_dir))
+    builder = cls(config=config, data_dir=None if data_dir is None else str(data_dir))
     builder.download_and_prepare(download_config=download_config)
     return builder

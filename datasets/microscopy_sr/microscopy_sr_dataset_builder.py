@@ -38,7 +38,7 @@ from keras_unet_sr.data import pairs as image_pairs
 from keras_unet_sr.data import regions
 from keras_unet_sr.data.camera import estimate_camera_noise
 from keras_unet_sr.errors import UserError
-from keras_unet_sr.files import tiff_io
+from keras_unet_sr.files import fingerprint, tiff_io
 from keras_unet_sr.progress import track
 from keras_unet_sr.quality.registration import WARN_SHIFT_PIXELS, pair_offset
 
@@ -100,17 +100,14 @@ def paired_tiff_config(
     """A paired-TIFF config whose name fingerprints the folder and options.
 
     TFDS caches prepared data by config name, so the name changes when the
-    folder, its files (names, sizes, modification times) or the options do.
+    folder, its TIFFs' names or contents (`keras_unet_sr.files.fingerprint`,
+    links to folders followed) or the options do.
     """
     root = Path(manual_dir).expanduser().resolve()
-    listing = sorted(
-        (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
-        for p in root.rglob("*")
-        if p.is_file() and tiff_io.is_tiff_name(p)
-    )
+    files = fingerprint.walk_files(root, tiff_io.is_tiff_name)
     options = (
         str(root),
-        listing,
+        fingerprint.fingerprint(root, files),
         frame_subset,
         validation_fraction,
         test_fraction,
@@ -152,6 +149,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         ),
     ]
     DEFAULT_CONFIG_NAME = "sim9"
+    #: The config a --manual-dir folder replaces by its fingerprinted one, so
+    #: two folders never share one prepared set (`datasets.build`).
+    MANUAL_CONFIG_NAME = "paired_tiff"
+
+    @staticmethod
+    def config_for_manual_dir(manual_dir: str) -> MicroscopySRConfig:
+        return paired_tiff_config(manual_dir)
+
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Only for the paired_tiff configs. Put TIFF pairs matched by file name in
     `manual_dir/low/` (an (H, W) image or a (frames, H, W) stack of raw frames,

@@ -69,7 +69,7 @@ class TiffImage(NamedTuple):
     #: From ImageJ or OME metadata, or samples per pixel ("YXS"), squeezed
     #: axes dropped; None without metadata (tifffile's guesses are none).
     axes: str | None
-    #: A colour photograph (photometric RGB), not a stack of raw frames.
+    #: A colour photograph (8-bit photometric RGB), not raw frames.
     rgb: bool
 
 
@@ -93,7 +93,12 @@ def read_with_axes(path: str | os.PathLike) -> TiffImage:
                 )
             trusted = tif.is_imagej or tif.is_ome or series.axes.endswith("S")
             axes = series.axes if trusted else None
-            rgb = series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
+            # 8-bit RGB is a photograph; tifffile also tags a 16-bit or float
+            # stack of 3 frames RGB (its default), and that is raw frames.
+            rgb = (
+                series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
+                and np.dtype(series.dtype) == np.uint8
+            )
             check_fits_in_memory(path, series.size * np.dtype(series.dtype).itemsize)
             array = np.asarray(series.asarray())
     except tifffile.TiffFileError as error:

@@ -3,6 +3,8 @@
 Writes to the output folder:
 
 * `config.json`: the full config (repeat the run with `fit --config`);
+* `data.json`: the prepared data set's name, which fingerprints the input
+  files' contents (a run does not resume on other data);
 * `model.keras`: the best model by validation loss (safe-mode loadable);
 * `logs/train`, `logs/validation`: TensorBoard scalars (loss, PSNR, SSIM,
   learning rate), `logs/images`: the input | prediction | target | error
@@ -16,6 +18,7 @@ Writes to the output folder:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -130,6 +133,20 @@ def _check_run_folder(out_dir: Path, config: FitConfig) -> None:
         )
 
 
+def _check_run_data(out_dir: Path, prepared: str) -> None:
+    """A run folder resumes only on the data it was trained on: the prepared
+    set's name fingerprints a folder's file contents."""
+    try:
+        before = json.loads((out_dir / "data.json").read_text())["prepared"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # a new run, or one from before data.json
+    if before != prepared:
+        raise UserError(
+            f"{out_dir}: holds a run trained on other data ({before}; the data "
+            f"now prepares as {prepared}); use another --out"
+        )
+
+
 def fit(
     config: FitConfig,
     out_dir: str | os.PathLike,
@@ -162,7 +179,11 @@ def fit(
 
     with fixes_for(strategy):
         prepared = load_training_data(config)  # bad data fails before any write
+        _check_run_data(run_dir, prepared.data.builder.info.full_name)
         make_output_folder(run_dir)
+        write_json(
+            run_dir / "data.json", {"prepared": prepared.data.builder.info.full_name}
+        )
         keras.utils.set_random_seed(t.seed)
         with strategy.scope():
             model = build_model(config, prepared.frames, prepared.scale)
