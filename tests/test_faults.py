@@ -327,3 +327,39 @@ def test_config_and_input_names_stay_inside_their_folders(tmp_path, tfds_dir, ca
     finally:
         os.chdir(cwd)
     assert [p.name for p in out.iterdir()] == ["x.tif"]  # inside --out, nowhere else
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs), where the machine lets us mount."""
+    mount_point = tmp_path / "small_disk"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        capture_output=True,
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_fit_is_one_line_naming_the_file(
+    small_disk, tmp_path, tfds_dir, rng, capsys
+):
+    code = fit_smoke_on_pairs(
+        tmp_path / "data",
+        lambda i: rng.integers(100, 900, (9, 24, 24)).astype(np.uint16),
+        lambda i: rng.random((48, 48)).astype(np.float32),
+        tfds_dir,
+        small_disk / "run",
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    assert str(small_disk / "run") in lines[0]
+    assert "cannot be written: no space left on the disk" in lines[0]
+    assert "Traceback" not in err
+    assert not list((small_disk / "run").rglob(".tmp-*"))  # no half-written file

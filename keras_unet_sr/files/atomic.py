@@ -12,11 +12,14 @@ destination's name, so a 255-character output name still works.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from keras_unet_sr.errors import UserError
 
 # Hidden, and recognizable: readers of a folder (e.g. the bundle version
 # scanner) skip names starting with this.
@@ -53,9 +56,36 @@ def atomic_path(
             tmp.mkdir()
         yield tmp
         _publish(tmp, path, folder, replace)
-    except BaseException:
+    except BaseException as error:
         _remove(tmp)
+        reason = no_room_reason(error)
+        if reason:  # one line naming the file, not a library's traceback
+            raise UserError(f"{path}: cannot be written: {reason}") from error
         raise
+
+
+# errno values of a disk that cannot take more: full, over quota, read-only.
+_NO_ROOM = {errno.ENOSPC: "no space left on the disk", errno.EROFS: "read-only"}
+_NO_ROOM[getattr(errno, "EDQUOT", 122)] = "disk quota exceeded"
+_NO_ROOM_TEXT = {
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": getattr(errno, "EDQUOT", 122),
+    "Read-only file system": errno.EROFS,
+}
+
+
+def no_room_reason(error: BaseException) -> str | None:
+    """Why a write failed, when the disk cannot take it (full, over quota,
+    read-only), whether the error carries the errno (OSError) or only its
+    text (h5py's and TensorFlow's own errors)."""
+    code = getattr(error, "errno", None)
+    if code in _NO_ROOM:
+        return _NO_ROOM[code]
+    text = str(error)
+    for message, code in _NO_ROOM_TEXT.items():
+        if message in text or f"errno = {code}," in text:
+            return _NO_ROOM[code]
+    return None
 
 
 def _publish(tmp: Path, path: Path, folder: bool, replace: bool) -> None:
