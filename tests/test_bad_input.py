@@ -66,6 +66,10 @@ def world(tmp_path_factory) -> dict:
         w[name] = folder
 
     variant("orphan_low", lambda f: (f / "high" / "im1.tif").unlink())
+    variant(
+        "broken_link",
+        lambda f: (f / "low" / "im9.tif").symlink_to(f / "low" / "gone.tif"),
+    )
     variant("orphan_high", lambda f: (f / "low" / "im2.tif").unlink())
     variant(
         "not_multiple",
@@ -118,6 +122,9 @@ def world(tmp_path_factory) -> dict:
     (images / "fake.tif").write_text("not a tiff")
     shutil.copy(images / "ok.tif", images / "truncated.tif")
     _truncate(images / "truncated.tif")
+    (images / "dangling.tif").symlink_to(images / "gone.tif")
+    (images / "loop.tif").symlink_to(images / "loop.tif")
+    (images / "folder.tif").mkdir()
     w["images"] = images
     w["linked_out"] = root / "linked_out"  # an output folder whose ok.tif is
     w["linked_out"].mkdir()  # a link to the input of that name
@@ -192,6 +199,11 @@ CATALOG = [
         "fit-truncated",
         lambda w: fit_args(w, w["truncated"]) + out(w, "f5"),
         ["truncated/low/im0.tif: unreadable TIFF, truncated or corrupt"],
+    ),
+    (
+        "fit-broken-link",
+        lambda w: fit_args(w, w["broken_link"]) + out(w, "f6b"),
+        ["broken_link/low/im9.tif: cannot be read: a broken link (to "],
     ),
     (
         "fit-low-without-high",
@@ -622,6 +634,9 @@ def test_predicting_a_folder_of_good_and_bad_files(world, capsys, tmp_path):
         "five_frames.tif": "is 5 frames; the model takes 9 frame(s)",
         "two_d.tif": "is a 2-D image (1 frame)",
         "extreme.tif": "prediction has NaN/Inf values",
+        "dangling.tif": "skipped, a broken link (to ",
+        "loop.tif": "skipped, a link loop",
+        "folder.tif": "skipped, a folder named like a TIFF",
     }.items():
         assert any(name in line and problem in line for line in err.splitlines()), name
     written = {p.name for p in out_dir.glob("*.tif")}

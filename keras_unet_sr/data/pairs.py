@@ -14,7 +14,12 @@ import numpy as np
 
 from keras_unet_sr.data.frames import take_frames
 from keras_unet_sr.errors import UserError
-from keras_unet_sr.files.tiff_io import list_tiffs, read_frames, read_tiff
+from keras_unet_sr.files.tiff_io import (
+    list_tiffs,
+    read_frames,
+    read_tiff,
+    unreadable_tiff_entries,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +47,15 @@ def find_pairs(folder: str | os.PathLike) -> list[ImagePair]:
                 f"{folder}: expected subfolders low/ and high/ with TIFFs "
                 f"matched by file name; {name}/ is missing"
             )
+    # Training on silently fewer images is worse than stopping: name the first.
+    skipped = [
+        problem
+        for sub in subfolders.values()
+        for problem in unreadable_tiff_entries(sub)
+    ]
+    if skipped:
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        raise UserError(skipped[0].replace(": skipped, ", ": cannot be read: ") + more)
     low = {p.stem: p for p in list_tiffs(subfolders["low"])}
     high = {p.stem: p for p in list_tiffs(subfolders["high"])}
     if not low and not high:

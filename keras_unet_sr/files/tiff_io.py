@@ -7,6 +7,7 @@ bad and why.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from pathlib import Path
@@ -204,6 +205,28 @@ def write_tiff_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
         # Uncompressed: zlib took 13 s for a 8192 x 8192 float32 image and
         # saved 17 %; SR output is noise-like and compresses poorly.
         tifffile.imwrite(tmp, array)
+
+
+def unreadable_tiff_entries(folder: str | os.PathLike) -> list[str]:
+    """Entries of `folder` named like TIFFs that `list_tiffs` leaves out,
+    each with why: broken links, link loops, folders."""
+    problems = []
+    for entry in sorted(Path(folder).iterdir()):
+        if not is_tiff_name(entry) or entry.name.startswith("."):
+            continue
+        try:
+            os.stat(entry)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                problems.append(f"{entry}: skipped, a link loop")
+            else:
+                problems.append(
+                    f"{entry}: skipped, a broken link (to {os.readlink(entry)})"
+                )
+            continue
+        if entry.is_dir():
+            problems.append(f"{entry}: skipped, a folder named like a TIFF")
+    return problems
 
 
 def list_tiffs(folder: str | os.PathLike) -> list[Path]:

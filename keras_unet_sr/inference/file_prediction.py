@@ -89,8 +89,10 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
         path = Path(item).expanduser()
         if path.is_dir():
             found = tiff_io.list_tiffs(path)
-            if not found:
+            skipped = tiff_io.unreadable_tiff_entries(path)
+            if not found and not skipped:
                 problems.append(f"{path}: folder has no .tif/.tiff files")
+            problems.extend(skipped)
             files.extend(found)
         elif path.exists():
             files.append(path)
