@@ -77,6 +77,24 @@ def world(tmp_path_factory) -> dict:
             f / "high" / "im1.tif", np.ones((50, 48), np.float32)
         ),
     )
+    variant(
+        "scale3",
+        lambda f: [
+            tifffile.imwrite(f / "high" / f"im{i}.tif", np.ones((72, 72), np.float32))
+            for i in range(3)
+        ],
+    )
+    variant(
+        "scale1",
+        lambda f: [
+            tifffile.imwrite(f / "high" / f"im{i}.tif", np.ones((24, 24), np.float32))
+            for i in range(3)
+        ],
+    )
+    non_utf8 = os.fsdecode(os.fsencode(str(root)) + b"/caf\xe9")  # Latin-1 bytes
+    shutil.copytree(w["good"], non_utf8)
+    w["non_utf8"] = non_utf8
+    (root / "empty_list.json").write_text('{"depth": []}')
     variant("fake_tif", lambda f: (f / "low" / "im0.tif").write_text("not a tiff"))
     variant("truncated", lambda f: _truncate(f / "low" / "im0.tif"))
     variant(
@@ -312,7 +330,28 @@ CATALOG = [
         lambda w: fit_args(w, w["good"], "--out", "/proc/kus/run"),
         ["/proc/kus/run"],
     ),
+    (
+        "fit-scale-3",
+        lambda w: fit_args(w, w["scale3"]) + out(w, "f3x"),
+        ["scale3/high/im0.tif: high image 72x72 is 3x the low image 24x24"],
+    ),
+    (
+        "fit-non-utf8-folder",
+        lambda w: fit_args(w, w["non_utf8"]) + out(w, "fu"),
+        ["caf\\xe9'", "not valid UTF-8"],
+    ),
     # --- tune ---
+    (
+        "tune-empty-choice-list",
+        lambda w: [
+            "tune",
+            *fit_args(w, w["good"])[1:],
+            "--space-file",
+            str(w["root"] / "empty_list.json"),
+            *out(w, "t0"),
+        ],
+        ["empty_list.json: depth: an empty list of values"],
+    ),
     (
         "tune-high-without-low",
         lambda w: (
@@ -481,6 +520,11 @@ CATALOG = [
         "evaluate-foreign-model",
         lambda w: ["evaluate", str(w["foreign_model"]), "--data", str(w["good"])],
         ["foreign.keras: is a Sequential"],
+    ),
+    (
+        "evaluate-scale-2-model-on-scale-1-data",
+        lambda w: ["evaluate", str(w["model"]), "--data", str(w["scale1"])],
+        ["im0: target 24x24 is not 2x the input 24x24"],
     ),
     (
         "evaluate-report-in-missing-folder",

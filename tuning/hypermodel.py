@@ -166,6 +166,8 @@ def _tunable(name: str, origin: str) -> Field:
 
 
 def _choice(name: str, tunable: Field, raw: Sequence[Any], origin: str) -> Dimension:
+    if not raw:
+        raise UserError(f"{origin}: an empty list of values (give at least one)")
     values = [_value(name, tunable, item, origin) for item in raw]
     return Dimension(choices=tuple(dict.fromkeys(values)))  # drops repeats
 

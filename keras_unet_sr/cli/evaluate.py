@@ -54,8 +54,14 @@ def run(args: argparse.Namespace) -> int:
         images, where = data.named_images(split), f"{args.data} [{split}]"
 
     def checked():  # name the image whose frame count the model cannot read
+        scale = backend.predictor.model.scale
         for name, low, high in track(images, "evaluate", unit="image"):
             check_model_frames(low, backend.frames, backend.frame_subset, name)
+            if high.shape[:2] != (low.shape[0] * scale, low.shape[1] * scale):
+                raise UserError(
+                    f"{name}: target {high.shape[0]}x{high.shape[1]} is not {scale}x "
+                    f"the input {low.shape[0]}x{low.shape[1]}, the model's scale"
+                )
             yield name, low, high
 
     rows = evaluation.score_model_and_baseline(backend.predictor, checked())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_unet_sr.config import SCALES
 from keras_unet_sr.data.frames import take_frames
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.files.tiff_io import (
@@ -84,6 +85,11 @@ def infer_scale(low: np.ndarray, high: np.ndarray, pair_name: str) -> int:
         raise UserError(
             f"{pair_name}: high image {hh}x{hw} is not an integer multiple "
             f"of the low image {h}x{w}"
+        )
+    if hh // h not in SCALES:
+        raise UserError(
+            f"{pair_name}: high image {hh}x{hw} is {hh // h}x the low image "
+            f"{h}x{w}; the U-Net upsamples by {', '.join(map(str, SCALES))}"
         )
     return hh // h
 

@@ -114,6 +114,18 @@ def _hwc_numpy(image):
     return image[..., None] if image.ndim == 2 else image.astype("float32")
 
 
+def _check_utf8(folder: Path) -> None:
+    """TensorFlow opens files by UTF-8 names; a folder whose name is not
+    UTF-8 (bytes from another system's encoding) cannot be read by it."""
+    try:
+        str(folder.resolve()).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(
+            f"{os.fsencode(folder)!r}: the folder's path is not valid UTF-8, which "
+            "TensorFlow needs; rename it"
+        ) from None
+
+
 def load_paired_images(config: DataConfig) -> PairedImages:
     """Prepare (generate, convert or reuse) the data a config names."""
     source = config.source
@@ -123,6 +135,7 @@ def load_paired_images(config: DataConfig) -> PairedImages:
         download_config = None
     elif Path(source).expanduser().exists():
         folder = Path(source).expanduser()
+        _check_utf8(folder)
         _check_pair_folder(folder)
         builder = msr.Builder(
             config=msr.paired_tiff_config(
