@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -329,19 +330,41 @@ def test_config_and_input_names_stay_inside_their_folders(tmp_path, tfds_dir, ca
     assert [p.name for p in out.iterdir()] == ["x.tif"]  # inside --out, nowhere else
 
 
-@pytest.fixture()
-def small_disk(tmp_path):
-    """A real 256 KiB file system (tmpfs), where the machine lets us mount."""
-    mount_point = tmp_path / "small_disk"
+def _mount_tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
+    """A real small file system (tmpfs), where the machine lets us mount."""
     mount_point.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
         capture_output=True,
     )
     if done.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     yield mount_point
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    yield from _mount_tmpfs(tmp_path / "small_disk", "size=256k")
+
+
+@pytest.fixture()
+def read_only_disk(tmp_path):
+    yield from _mount_tmpfs(tmp_path / "read_only", "ro,size=64k")
+
+
+def test_a_read_only_data_dir_is_one_line(read_only_disk, tmp_path, tfds_dir, capsys):
+    folder = tmp_path / "data"
+    for side in ("low", "high"):
+        (folder / side).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        tifffile.imwrite(folder / "low" / f"a{i}.tif", rng.random((2, 16, 16)))
+        tifffile.imwrite(folder / "high" / f"a{i}.tif", rng.random((16, 16)))
+    data_dir = read_only_disk / "tfds"
+    command = ["fit", "--smoke", "--data", str(folder), "--data-dir", str(data_dir)]
+    assert main([*command, "--out", str(tmp_path / "run")]) == 2
+    assert f"{data_dir}: cannot be written: read-only" in capsys.readouterr().err
 
 
 @pytest.mark.slow

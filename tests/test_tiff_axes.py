@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tifffile
@@ -137,3 +139,17 @@ def test_an_image_larger_than_memory_is_named_and_the_rest_predicted(
     assert "b_huge.tif: decodes to 128 MiB, more than the 64 MiB of memory" in err
     assert (tmp_path / "o" / "a_ok.tif").exists()
     assert not (tmp_path / "o" / "b_huge.tif").exists()
+
+
+def test_outputs_get_the_users_umask_not_the_temporary_files_mode(tmp_path):
+    from keras_unet_sr.files.atomic import write_json
+    from keras_unet_sr.files.tiff_io import write_tiff_atomic
+
+    old = os.umask(0o027)
+    try:
+        write_tiff_atomic(tmp_path / "out.tif", np.ones((4, 4), np.float32))
+        write_json(tmp_path / "report.json", {"a": 1})
+    finally:
+        os.umask(old)
+    for name in ("out.tif", "report.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name

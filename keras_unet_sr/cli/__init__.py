@@ -71,6 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # the last line of defence: one line, no traceback
         if args.debug:
             raise
+        from keras_unet_sr.files.atomic import no_room_reason
+
+        reason = no_room_reason(error)
+        if reason is not None:  # a disk that takes no more, outside atomic writes
+            where = getattr(error, "filename", None) or "a file"
+            print(
+                f"keras-unet-sr {args.command}: error: {where}: cannot be written: "
+                f"{reason}",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
         message = str(error).strip().splitlines()
         summary = message[0] if message else ""
         print(
