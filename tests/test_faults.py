@@ -386,3 +386,26 @@ def test_a_full_disk_during_fit_is_one_line_naming_the_file(
     assert "cannot be written: no space left on the disk" in lines[0]
     assert "Traceback" not in err
     assert not list((small_disk / "run").rglob(".tmp-*"))  # no half-written file
+
+
+def test_a_disk_filling_up_during_predict_names_each_file_and_keeps_the_rest(
+    small_disk, tmp_path, capsys
+):
+    model = SuperResolutionUNet(frames=1, scale=2, depth=1, filters=4)
+    model.save(tmp_path / "m.keras")
+    (tmp_path / "in").mkdir()
+    for i in range(6):  # 64 KiB of output each: the 256 KiB disk takes 3
+        tifffile.imwrite(tmp_path / "in" / f"im{i}.tif", np.ones((64, 64), np.float32))
+    out = small_disk / "out"
+    code = main(
+        ["predict", str(tmp_path / "m.keras"), str(tmp_path / "in"), "--out", str(out)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    listed = err.split("input(s) failed:")[-1].splitlines()  # the end's list
+    failed = [line for line in listed if "cannot be written: no space left" in line]
+    written = sorted(p.name for p in out.glob("*.tif"))
+    assert failed and written and len(failed) + len(written) == 6, err
+    for name in written:  # complete files, never half-written ones
+        assert tifffile.imread(out / name).shape == (128, 128)
+    assert not list(out.glob(".tmp-*"))

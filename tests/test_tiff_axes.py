@@ -153,3 +153,13 @@ def test_outputs_get_the_users_umask_not_the_temporary_files_mode(tmp_path):
         os.umask(old)
     for name in ("out.tif", "report.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+
+
+def test_a_multi_series_file_says_which_series_it_reads(tmp_path, stack, caplog):
+    path = tmp_path / "two_series.tif"
+    tifffile.imwrite(path, stack)
+    tifffile.imwrite(path, stack[:2], append=True)
+    with caplog.at_level("INFO", logger="keras_unet_sr"):
+        frames = read_frames(path)
+    assert frames.shape == (H, W, FRAMES)
+    assert "two_series.tif: 2 image series; reading the first" in caplog.text

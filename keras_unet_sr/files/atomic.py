@@ -58,7 +58,7 @@ def atomic_path(
         _publish(tmp, path, folder, replace)
     except BaseException as error:
         _remove(tmp)
-        reason = no_room_reason(error)
+        reason = no_room_reason(error, path.parent)
         if reason:  # one line naming the file, not a library's traceback
             raise UserError(f"{path}: cannot be written: {reason}") from error
         raise
@@ -67,6 +67,7 @@ def atomic_path(
 # errno values of a disk that cannot take more: full, over quota, read-only.
 _NO_ROOM = {errno.ENOSPC: "no space left on the disk", errno.EROFS: "read-only"}
 _NO_ROOM[getattr(errno, "EDQUOT", 122)] = "disk quota exceeded"
+_NEARLY_FULL = 1 << 20  # bytes left on a disk that a write just failed on
 _NO_ROOM_TEXT = {
     "No space left on device": errno.ENOSPC,
     "Disk quota exceeded": getattr(errno, "EDQUOT", 122),
@@ -74,10 +75,12 @@ _NO_ROOM_TEXT = {
 }
 
 
-def no_room_reason(error: BaseException) -> str | None:
+def no_room_reason(error: BaseException, folder: Path | None = None) -> str | None:
     """Why a write failed, when the disk cannot take it (full, over quota,
     read-only), whether the error carries the errno (OSError) or only its
-    text (h5py's and TensorFlow's own errors)."""
+    text (h5py's and TensorFlow's own errors), or, for an error that says
+    neither (a library's short write), when `folder`'s file system is full or
+    read-only now."""
     code = getattr(error, "errno", None)
     if code in _NO_ROOM:
         return _NO_ROOM[code]
@@ -85,6 +88,15 @@ def no_room_reason(error: BaseException) -> str | None:
     for message, code in _NO_ROOM_TEXT.items():
         if message in text or f"errno = {code}," in text:
             return _NO_ROOM[code]
+    if folder is not None and isinstance(error, OSError):
+        try:
+            disk = os.statvfs(folder)
+        except OSError:
+            return None
+        if disk.f_flag & os.ST_RDONLY:
+            return _NO_ROOM[errno.EROFS]
+        if disk.f_bavail * disk.f_frsize < _NEARLY_FULL:
+            return _NO_ROOM[errno.ENOSPC]
     return None
 
 
