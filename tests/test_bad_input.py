@@ -593,6 +593,18 @@ CATALOG = [
         lambda w: ["serve", str(w["corrupt_bundle"]), "--port", "0"],
         ["corrupt_bundle", "version 1", "Cannot parse"],
     ),
+    (
+        "predict-bad-pixel-size",
+        lambda w: [
+            "predict",
+            str(w["model"]),
+            str(w["images"] / "ok.tif"),
+            "--pixel-size",
+            "65 parsecs",
+            *out(w, "px"),
+        ],
+        ["--pixel-size 65 parsecs: expected a size such as 65nm"],
+    ),
     # --- predict: outputs that are inputs ---
     (
         "predict-out-is-the-input-folder",
@@ -746,6 +758,8 @@ def test_debug_shows_the_traceback(world, capsys):
         (["predict", "m", "x.tif", "--out", "o", "--batch", "-2"], "--batch: -2"),
         (["export", "m", "--out", "o", "--version", "0"], "--version: 0 is out"),
         (["serve", "b", "--port", "8e3"], "--port: '8e3' is not an integer"),
+        (["serve", "b", "--poll-seconds", "nan"], "nan is not a finite number"),
+        (["fit", "--cpu-replicas", "0"], "--cpu-replicas: 0 is out of range"),
     ],
 )
 def test_numeric_flags_out_of_range_are_refused_before_anything_runs(

@@ -367,10 +367,17 @@ def test_a_read_only_data_dir_is_one_line(read_only_disk, tmp_path, tfds_dir, ca
     assert f"{data_dir}: cannot be written: read-only" in capsys.readouterr().err
 
 
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    yield from _mount_tmpfs(tmp_path / "tiny_disk", "size=200k")
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("disk", ["small_disk", "tiny_disk"])  # fills at two places
 def test_a_full_disk_during_fit_is_one_line_naming_the_file(
-    small_disk, tmp_path, tfds_dir, rng, capsys
+    disk, request, tmp_path, tfds_dir, rng, capsys
 ):
+    small_disk = request.getfixturevalue(disk)
     code = fit_smoke_on_pairs(
         tmp_path / "data",
         lambda i: rng.integers(100, 900, (9, 24, 24)).astype(np.uint16),

@@ -163,3 +163,39 @@ def test_a_multi_series_file_says_which_series_it_reads(tmp_path, stack, caplog)
         frames = read_frames(path)
     assert frames.shape == (H, W, FRAMES)
     assert "two_series.tif: 2 image series; reading the first" in caplog.text
+
+
+def test_axes_and_pixel_size_round_trip_and_reach_the_output(
+    sim3_model, stack, tmp_path
+):
+    from keras_unet_sr.files.tiff_io import pixel_size_nm, write_tiff_atomic
+
+    write_tiff_atomic(tmp_path / "cyx.tif", stack.astype(np.float32), pixel_size_nm=65)
+    with tifffile.TiffFile(tmp_path / "cyx.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == "CYX"
+    assert pixel_size_nm(tmp_path / "cyx.tif") == pytest.approx(65, rel=1e-6)
+    np.testing.assert_array_equal(
+        read_frames(tmp_path / "cyx.tif"), np.moveaxis(stack, 0, -1)
+    )
+    tifffile.imwrite(  # OME states it in micrometres
+        tmp_path / "ome.tif",
+        stack,
+        ome=True,
+        metadata={"axes": "CYX", "PhysicalSizeX": 0.08, "PhysicalSizeY": 0.08},
+    )
+    assert pixel_size_nm(tmp_path / "ome.tif") == pytest.approx(80)
+
+    code, _ = predict(sim3_model, tmp_path / "cyx.tif", tmp_path / "a")
+    assert code == 0
+    with tifffile.TiffFile(tmp_path / "a" / "cyx.tif") as tif:
+        assert tif.is_imagej and tif.imagej_metadata["unit"] == "um"
+    assert pixel_size_nm(tmp_path / "a" / "cyx.tif") == pytest.approx(32.5, rel=1e-6)
+
+    tifffile.imwrite(tmp_path / "bare.tif", stack)  # states none: the flag
+    code, _ = predict(
+        sim3_model, tmp_path / "bare.tif", tmp_path / "b", "--pixel-size", "0.1um"
+    )
+    assert code == 0
+    assert pixel_size_nm(tmp_path / "b" / "bare.tif") == pytest.approx(50, rel=1e-6)
+    code, _ = predict(sim3_model, tmp_path / "bare.tif", tmp_path / "c")
+    assert code == 0 and pixel_size_nm(tmp_path / "c" / "bare.tif") is None

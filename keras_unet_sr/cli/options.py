@@ -9,6 +9,7 @@ checked by the same rules as a `config.json`.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from keras_unet_sr import config as cfg
@@ -32,6 +33,17 @@ def bounded(low: int, high: int | None = None):
         return value
 
     return parse
+
+
+def finite(text: str) -> float:
+    """An argparse `type` for a finite number (no nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
 
 
 PORT = bounded(0, 65535)
@@ -72,7 +84,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     dist.add_argument(
         "--cpu-replicas",
-        type=int,
+        type=POSITIVE,
         help="split the CPU into N logical devices (to try mirrored without GPUs)",
     )
     parser.add_argument(

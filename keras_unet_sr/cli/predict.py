@@ -30,6 +30,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "(default: the file's ImageJ/OME metadata, else (H, W) or (frames, H, W))",
     )
     parser.add_argument(
+        "--pixel-size",
+        help="input pixel size for files that state none, e.g. 65nm or 0.065um; "
+        "outputs carry it divided by the scale",
+    )
+    parser.add_argument(
         "--server",
         help="TF-Serving to predict on: HOST:PORT (gRPC) or http://HOST:PORT (REST)",
     )
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         from keras_unet_sr.export.serving_protocol import tune_malloc_for_large_messages
 
         tune_malloc_for_large_messages()
-        if args.tile or args.overlap or args.batch:
+        if any(v is not None for v in (args.tile, args.overlap, args.batch)):
             raise UserError("--tile/--overlap/--batch are fixed in the exported bundle")
         name = args.model_name or options.default_model_name(args.model)
         if args.server.startswith(("http://", "https://")):
@@ -57,7 +62,12 @@ def run(args: argparse.Namespace) -> int:
             backend = ServerBackend(args.server, name)
     else:
         backend = options.local_backend(args)
-    report = predict_files(backend, args.inputs, args.out, axes=args.axes)
+    from keras_unet_sr.files.tiff_io import parse_pixel_size
+
+    size = parse_pixel_size(args.pixel_size) if args.pixel_size else None
+    report = predict_files(
+        backend, args.inputs, args.out, axes=args.axes, pixel_size_nm=size
+    )
     count = len(report.written)
     print(f"Predicted {count} image(s) into {args.out} with {backend.description}")
     if report.failed:

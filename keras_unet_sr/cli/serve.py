@@ -31,7 +31,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="bind address (default 127.0.0.1, loopback only)",
     )
     parser.add_argument("--model-name", help="served model name (default: BASE's name)")
-    parser.add_argument("--poll-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--poll-seconds",
+        type=options.finite,
+        default=1.0,
+        help="seconds between scans for new versions (0 or less: at start only)",
+    )
     parser.add_argument(
         "--workers", type=options.POSITIVE, default=8, help="concurrent requests"
     )

@@ -61,6 +61,13 @@ def find_pairs(folder: str | os.PathLike) -> list[ImagePair]:
     high = {p.stem: p for p in list_tiffs(subfolders["high"])}
     if not low and not high:
         raise UserError(f"{folder}: low/ and high/ contain no .tif/.tiff files")
+    for path in [*low.values(), *high.values()]:
+        try:
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:  # TensorFlow and TFDS need UTF-8 names
+            raise UserError(
+                f"{os.fsencode(path)!r}: the file name is not valid UTF-8; rename it"
+            ) from None
     for mine, theirs, side, other in (
         (low, high, "low", "high"),
         (high, low, "high", "low"),

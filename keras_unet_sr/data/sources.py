@@ -15,7 +15,7 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_unet_sr.config import DataConfig
+from keras_unet_sr.config import SCALES, DataConfig
 from keras_unet_sr.data import pairs as image_pairs
 from keras_unet_sr.datasets.microscopy_sr import microscopy_sr_dataset_builder as msr
 from keras_unet_sr.datasets.microscopy_sr import simulation
@@ -237,4 +237,9 @@ def _describe(builder: tfds.core.DatasetBuilder, description: str) -> PairedImag
         low, high = _hwc_numpy(example[keys[0]]), _hwc_numpy(example[keys[1]])
         frames = low.shape[-1]
         scale = image_pairs.infer_scale(low, high, description)
+    if scale not in SCALES:  # a set prepared before scales were checked
+        raise UserError(
+            f"{description}: prepared with scale {scale}; the U-Net upsamples by "
+            f"{', '.join(map(str, SCALES))}"
+        )
     return PairedImages(description, builder, frames, scale, *keys)

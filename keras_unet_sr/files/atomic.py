@@ -75,6 +75,23 @@ _NO_ROOM_TEXT = {
 }
 
 
+def ensure_room(path: str | os.PathLike, needed: int) -> None:
+    """Refuse a write of about `needed` bytes to `path` that the disk cannot
+    take, before it starts: h5py, out of space in the middle of a file, can
+    crash the process instead of raising."""
+    path = Path(path)
+    try:
+        disk = os.statvfs(path.parent)
+    except OSError:
+        return  # the write itself will say what is wrong
+    free = disk.f_bavail * disk.f_frsize
+    if free < needed:
+        raise UserError(
+            f"{path}: cannot be written: no space left on the disk (about "
+            f"{needed >> 10} KiB needed, {free >> 10} KiB free)"
+        )
+
+
 def no_room_reason(error: BaseException, folder: Path | None = None) -> str | None:
     """Why a write failed, when the disk cannot take it (full, over quota,
     read-only), whether the error carries the errno (OSError) or only its

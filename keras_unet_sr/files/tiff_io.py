@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -191,8 +192,15 @@ def as_frames_last(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     )
 
 
-def write_tiff_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a TIFF so that `path` is either the old file or the complete new one."""
+def write_tiff_atomic(
+    path: str | os.PathLike, array: np.ndarray, pixel_size_nm: float | None = None
+) -> None:
+    """Write a TIFF so that `path` is either the old file or the complete new one.
+
+    Written as an ImageJ hyperstack (axes `YX`, or `CYX` for a channels-first
+    3-D array) so Fiji and napari read the axes, with the pixel size in
+    micrometres where one is given (Fiji shows the calibration).
+    """
     path = Path(path)
     folder = path.parent
     if path.is_dir():
@@ -201,10 +209,63 @@ def write_tiff_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
         raise UserError(f"{folder}: output folder does not exist")
     if not os.access(folder, os.W_OK):
         raise UserError(f"{folder}: cannot write there (not writable)")
+    metadata: dict = {"axes": "YX" if array.ndim == 2 else "CYX"}
+    extra = {}
+    if pixel_size_nm:
+        per_um = 1000.0 / pixel_size_nm
+        metadata["unit"] = "um"
+        extra["resolution"] = (per_um, per_um)
+    imagej = array.dtype in (np.uint8, np.uint16, np.float32) and array.ndim <= 3
     with atomic_path(path) as tmp:
         # Uncompressed: zlib took 13 s for a 8192 x 8192 float32 image and
         # saved 17 %; SR output is noise-like and compresses poorly.
-        tifffile.imwrite(tmp, array)
+        if imagej:
+            tifffile.imwrite(tmp, array, imagej=True, metadata=metadata, **extra)
+        else:
+            tifffile.imwrite(tmp, array)
+
+
+_UNITS_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, r"\u00b5m": 1e3, "micron": 1e3}
+_UNITS_NM.update({"micrometer": 1e3, "mm": 1e6, "millimeter": 1e6, "nanometer": 1.0})
+
+
+def pixel_size_nm(path: str | os.PathLike) -> float | None:
+    """The pixel size (x) the file states, in nanometres: OME `PhysicalSizeX`,
+    ImageJ's resolution and unit, or the TIFF resolution tags (cm or inch);
+    None where it states none."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome and tif.ome_metadata:
+                found = re.search(r'PhysicalSizeX="([^"]+)"', tif.ome_metadata)
+                unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
+                if found:
+                    factor = _UNITS_NM.get(unit.group(1).lower() if unit else "µm")
+                    return float(found.group(1)) * factor if factor else None
+            page = tif.pages.first
+            tag = page.tags.get("XResolution")
+            if tag is None:
+                return None
+            numerator, denominator = tag.value
+            if not numerator or not denominator:
+                return None
+            per_unit = numerator / denominator  # pixels per unit
+            if tif.is_imagej:
+                unit = str((tif.imagej_metadata or {}).get("unit", "")).lower()
+                factor = _UNITS_NM.get(unit)
+            else:
+                factor = {2: 2.54e7, 3: 1e7}.get(int(page.resolutionunit))
+            return factor / per_unit if factor else None
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def parse_pixel_size(text: str) -> float:
+    """`"65nm"`, `"0.065um"` or `"65"` (nm) -> nanometres."""
+    match = re.fullmatch(r"\s*([0-9.]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*", text)
+    factor = _UNITS_NM.get((match.group(2) or "nm").lower()) if match else None
+    if not match or factor is None or float(match.group(1)) <= 0:
+        raise UserError(f"--pixel-size {text}: expected a size such as 65nm or 0.065um")
+    return float(match.group(1)) * factor
 
 
 def unreadable_tiff_entries(folder: str | os.PathLike) -> list[str]:

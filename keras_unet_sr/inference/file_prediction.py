@@ -101,6 +101,13 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
             if not matches:
                 problems.append(f"{item}: no file matches this pattern")
             files.extend(p for p in matches if p.is_file())
+            odd = {p.parent for p in matches if not p.is_file()}
+            for folder in sorted(odd):  # broken links, loops, folders
+                problems.extend(
+                    problem
+                    for problem in tiff_io.unreadable_tiff_entries(folder)
+                    if Path(problem.split(": skipped")[0]) in matches
+                )
         else:
             problems.append(f"{path}: no such file or folder")
     return files, problems
@@ -138,11 +145,14 @@ def predict_files(
     inputs: Iterable[str],
     out_dir: str | os.PathLike,
     axes: str | None = None,
+    pixel_size_nm: float | None = None,
 ) -> PredictionReport:
-    """Predict every input TIFF into `out_dir/<name>.tif` (float32).
+    """Predict every input TIFF into `out_dir/<name>.tif` (float32, ImageJ
+    axes, the input's pixel size divided by the scale).
 
     `axes` (e.g. "YXC") overrides the files' axes metadata and the shape
-    rule of `keras_unet_sr.files.tiff_io.read_frames`.
+    rule of `keras_unet_sr.files.tiff_io.read_frames`; `pixel_size_nm` is
+    the input pixel size of files that state none.
     """
     files, failed = expand_inputs(inputs)
     check_outputs_spare_inputs(files, Path(out_dir).expanduser())
@@ -175,7 +185,10 @@ def predict_files(
             elif result.ndim == 3:
                 result = np.moveaxis(result, -1, 0)  # channels first, like the input
             target = out / f"{path.stem}.tif"
-            tiff_io.write_tiff_atomic(target, result)
+            size = tiff_io.pixel_size_nm(path) or pixel_size_nm
+            scale = result.shape[-1] / image.shape[1]  # (..., sH, sW) from (H, W, F)
+            output_size = size / scale if size else None
+            tiff_io.write_tiff_atomic(target, result, pixel_size_nm=output_size)
         except UserError as error:
             failed.append(str(error))
             logger.error("skipped %s", error)

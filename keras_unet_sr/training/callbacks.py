@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_unet_sr.files.atomic import atomic_path, remove_leftovers
+from keras_unet_sr.files.atomic import atomic_path, ensure_room, remove_leftovers
 
 _BACKUP_PREFIX = "epoch-"
 
@@ -36,7 +36,17 @@ class StatefulCallback(keras.callbacks.Callback):
         raise NotImplementedError
 
 
+def saved_size(model: keras.Model) -> int:
+    """About how many bytes a save of `model` (with its optimizer) takes."""
+    variables = list(model.weights)
+    if model.optimizer is not None:
+        variables += list(model.optimizer.variables)
+    data = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    return int(data * 1.2) + (256 << 10)  # HDF5 and zip overhead, the config
+
+
 def _atomic_save_model(model: keras.Model, path: Path) -> None:
+    ensure_room(path, saved_size(model))
     with atomic_path(path) as tmp:
         model.save(tmp)
 
@@ -164,6 +174,7 @@ class TrainingBackup(keras.callbacks.Callback):
             return  # never back up a diverged state
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         final = self.backup_dir / f"{_BACKUP_PREFIX}{epoch + 1:05d}"
+        ensure_room(final, saved_size(self.model))
         with atomic_path(final, folder=True) as tmp:
             self.model.save_weights(tmp / "weights.weights.h5")
             state = {
