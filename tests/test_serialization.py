@@ -22,14 +22,17 @@ OLD_MODEL = FIXTURES / "unet_v0_1_0.keras"
 
 def test_a_model_saved_before_the_reorganization_predicts_identically():
     """The fixture was saved by the 0.1.0 layout (`keras_unet_sr.unet`) with
-    random weights; its prediction on a fixed raw stack was saved with it."""
+    random weights; its prediction on a fixed raw stack (made on an AVX-512
+    machine) was saved with it."""
     model = load_model(str(OLD_MODEL))
     assert isinstance(model, SuperResolutionUNet)
     assert model.frame_subset == (0, 2, 4) and model.scale == 2
     image = np.load(FIXTURES / "unet_v0_1_0_input.npy")
     expected = np.load(FIXTURES / "unet_v0_1_0_output.npy")
     assert expected.std() > 1.0  # the weights do something
-    np.testing.assert_array_equal(Predictor(model)(image), expected)
+    # Identical up to float32 rounding: oneDNN's AVX2 and AVX-512 kernels sum
+    # in different orders (measured 2e-7 relative between the two classes).
+    np.testing.assert_allclose(Predictor(model)(image), expected, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize(
