@@ -49,14 +49,12 @@ def find_pairs(folder: str | os.PathLike) -> list[ImagePair]:
                 f"matched by file name; {name}/ is missing"
             )
     # Training on silently fewer images is worse than stopping: name the first.
-    skipped = [
-        problem
-        for sub in subfolders.values()
-        for problem in unreadable_tiff_entries(sub)
-    ]
+    skipped = [e for sub in subfolders.values() for e in unreadable_tiff_entries(sub)]
     if skipped:
-        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
-        raise UserError(skipped[0].replace(": skipped, ", ": cannot be read: ") + more)
+        (entry, why), more = skipped[0], len(skipped) - 1
+        raise UserError(
+            f"{entry}: cannot be read: {why}" + (f" (and {more} more)" if more else "")
+        )
     low = {p.stem: p for p in list_tiffs(subfolders["low"])}
     high = {p.stem: p for p in list_tiffs(subfolders["high"])}
     if not low and not high:

@@ -268,26 +268,27 @@ def parse_pixel_size(text: str) -> float:
     return float(match.group(1)) * factor
 
 
-def unreadable_tiff_entries(folder: str | os.PathLike) -> list[str]:
+def unreadable_reason(entry: Path) -> str | None:
+    """Why a TIFF-named entry is not a readable file: a link loop, a broken
+    link or a folder; None for a file."""
+    try:
+        os.stat(entry)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a link loop"
+        return f"a broken link (to {os.readlink(entry)})"
+    return "a folder named like a TIFF" if entry.is_dir() else None
+
+
+def unreadable_tiff_entries(folder: str | os.PathLike) -> list[tuple[Path, str]]:
     """Entries of `folder` named like TIFFs that `list_tiffs` leaves out,
-    each with why: broken links, link loops, folders."""
-    problems = []
-    for entry in sorted(Path(folder).iterdir()):
-        if not is_tiff_name(entry) or entry.name.startswith("."):
-            continue
-        try:
-            os.stat(entry)
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                problems.append(f"{entry}: skipped, a link loop")
-            else:
-                problems.append(
-                    f"{entry}: skipped, a broken link (to {os.readlink(entry)})"
-                )
-            continue
-        if entry.is_dir():
-            problems.append(f"{entry}: skipped, a folder named like a TIFF")
-    return problems
+    with why (`unreadable_reason`)."""
+    entries = (
+        entry
+        for entry in sorted(Path(folder).iterdir())
+        if is_tiff_name(entry) and not entry.name.startswith(".")
+    )
+    return [(e, reason) for e in entries if (reason := unreadable_reason(e))]
 
 
 def list_tiffs(folder: str | os.PathLike) -> list[Path]:

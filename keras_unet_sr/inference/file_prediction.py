@@ -92,7 +92,7 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
             skipped = tiff_io.unreadable_tiff_entries(path)
             if not found and not skipped:
                 problems.append(f"{path}: folder has no .tif/.tiff files")
-            problems.extend(skipped)
+            problems.extend(f"{entry}: skipped, {why}" for entry, why in skipped)
             files.extend(found)
         elif path.exists():
             files.append(path)
@@ -101,13 +101,10 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
             if not matches:
                 problems.append(f"{item}: no file matches this pattern")
             files.extend(p for p in matches if p.is_file())
-            odd = {p.parent for p in matches if not p.is_file()}
-            for folder in sorted(odd):  # broken links, loops, folders
-                problems.extend(
-                    problem
-                    for problem in tiff_io.unreadable_tiff_entries(folder)
-                    if Path(problem.split(": skipped")[0]) in matches
-                )
+            for match in matches:  # broken links, loops, folders
+                why = None if match.is_file() else tiff_io.unreadable_reason(match)
+                if why:
+                    problems.append(f"{match}: skipped, {why}")
         else:
             problems.append(f"{path}: no such file or folder")
     return files, problems
