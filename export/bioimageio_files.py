@@ -127,6 +127,15 @@ def _metrics_lines(metrics: dict) -> list[str]:
     for label, scores in (("this model", model), ("bicubic", bicubic)):
         if scores:
             lines.append(f"| {label} | {scores['psnr']:.2f} | {scores['ssim']:.4f} |")
+    resolution = metrics.get("resolution", {})
+    pixels = {k: v.get("pixels") for k, v in resolution.items()}
+    if all(pixels.get(k) for k in ("model", "target", "bicubic")):
+        lines += [
+            "",
+            "Resolution by decorrelation analysis (mean, output pixels): "
+            f"model {pixels['model']:.2f}, target {pixels['target']:.2f}, "
+            f"bicubic {pixels['bicubic']:.2f}.",
+        ]
     return lines
 
 
@@ -174,11 +183,11 @@ def readme_text(model, info: PackageInfo) -> str:
         "",
         *_metrics_lines(info.run.get("metrics", {})),
         "",
-        "To validate on your own data, predict held-out raw stacks whose "
-        "reconstruction you have, and compare: `keras-unet-sr evaluate MODEL "
-        "--low LOW_DIR --high HIGH_DIR` reports PSNR, SSIM and the resolution "
-        "(decorrelation analysis, nm when the pixel size is known) of the model, "
-        "the target and bicubic upsampling.",
+        "To validate on your own data, put held-out raw stacks in `DIR/low/` "
+        "and their reconstructions in `DIR/high/` and run `keras-unet-sr "
+        "evaluate MODEL.keras --data DIR`: it reports PSNR, SSIM and the "
+        "resolution (decorrelation analysis, in nm when the pixel size is "
+        "known) of the model, the target and bicubic upsampling.",
         "",
         "## Limits",
         "",

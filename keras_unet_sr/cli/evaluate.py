@@ -11,9 +11,11 @@ from keras_unet_sr.cli import options
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "evaluate",
-        help="score a model and the bicubic baseline (PSNR/SSIM/NRMSE)",
+        help="score a model and the bicubic baseline (PSNR/SSIM/NRMSE, resolution)",
         description="Per-image and mean CARE-style PSNR/SSIM/NRMSE of the model "
-        "and of bicubic interpolation, on a folder of pairs or a dataset split.",
+        "and of bicubic interpolation, and the resolution (decorrelation "
+        "analysis) of the model, the target and bicubic, on a folder of pairs "
+        "or a dataset split.",
     )
     parser.add_argument("model", help="model.keras")
     parser.add_argument(
@@ -29,6 +31,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=[],
         help="write scores to this .json or .csv file (repeatable)",
     )
+    parser.add_argument(
+        "--pixel-size",
+        help="input pixel size, e.g. 65nm (default: what each low/ TIFF states); "
+        "resolutions are then also in nm",
+    )
     options.add_tiling_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -37,15 +44,19 @@ def run(args: argparse.Namespace) -> int:
     from keras_unet_sr.config import DataConfig
     from keras_unet_sr.data.frames import check_model_frames
     from keras_unet_sr.errors import UserError
+    from keras_unet_sr.files.tiff_io import parse_pixel_size
     from keras_unet_sr.progress import track
     from keras_unet_sr.quality import evaluation
 
     for path in args.out:  # refuse a bad report path before the work
         check_report_path(path)
+    pixel_size = parse_pixel_size(args.pixel_size) if args.pixel_size else None
     backend = options.local_backend(args)
     if os.path.isdir(args.data):
         images = evaluation.folder_images(args.data)
         where = args.data
+        if pixel_size is None:
+            pixel_size = evaluation.folder_pixel_sizes(args.data)
     else:
         from keras_unet_sr.data.sources import load_paired_images
 
@@ -64,11 +75,12 @@ def run(args: argparse.Namespace) -> int:
                 )
             yield name, low, high
 
-    rows = evaluation.score_model_and_baseline(backend.predictor, checked())
+    rows = evaluation.score_model_and_baseline(backend.predictor, checked(), pixel_size)
     if not rows:
         raise UserError(f"{where}: no images to evaluate")
     print(f"Evaluation of {args.model} on {where} (CARE-normalized PSNR/SSIM/NRMSE)")
     print(evaluation.format_table(rows))
+    print(evaluation.format_resolution_table(rows))
     for path in args.out:
         evaluation.write_report(rows, path)
         print(f"Wrote {path}")

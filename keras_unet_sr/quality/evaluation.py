@@ -11,7 +11,7 @@ interpolation, a SIM reconstruction) compare fairly.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -21,12 +21,15 @@ from keras_unet_sr.data.normalization import percentile_normalize
 from keras_unet_sr.files.atomic import atomic_path
 from keras_unet_sr.quality import image_quality
 from keras_unet_sr.quality.registration import estimate_shift, shift_image
+from keras_unet_sr.quality.resolution import decorrelation_resolution
 
 REFERENCE_PERCENTILES = (0.1, 99.9)
 METRICS = ("psnr", "ssim", "nrmse")
 # Plain scores, and scores after moving the prediction onto the reference by
 # its best sub-pixel shift (a method's grid offset is not a resolution error).
 METHODS = ("model", "bicubic", "model_registered", "bicubic_registered")
+# Images whose resolution is estimated (decorrelation analysis).
+RESOLVED = ("model", "target", "bicubic")
 
 
 def _as_hwc(image: np.ndarray) -> np.ndarray:
@@ -123,20 +126,46 @@ def bicubic_baseline(image: np.ndarray, model) -> np.ndarray:
     return mean[0].numpy()
 
 
-def score_model_and_baseline(predictor, named_images) -> list[dict]:
+def resolution_row(images: Mapping[str, np.ndarray], pixel_nm: float | None) -> dict:
+    """Decorrelation resolution of each image (first channel), in output
+    pixels and in nm when the output pixel size is known (None: no peak)."""
+    row = {}
+    for method, image in images.items():
+        estimate = decorrelation_resolution(_as_hwc(image)[..., 0])
+        pixels = estimate.pixels if estimate.cutoff > 0 else None
+        nm = pixels * pixel_nm if pixels is not None and pixel_nm else None
+        row[method] = {"pixels": pixels, "nm": nm}
+    return row
+
+
+def score_model_and_baseline(
+    predictor,
+    named_images,
+    pixel_size_nm: float | Mapping[str, float | None] | None = None,
+) -> list[dict]:
     """Score a `Predictor` and the bicubic baseline on whole images.
 
     Args:
         predictor: A `keras_unet_sr.inference.predictor.Predictor`.
         named_images: Iterable of `(name, low (H, W, F), high (sH, sW, C))`.
+        pixel_size_nm: The input pixel size, one for all or per image name
+            (resolutions are then also given in nm).
 
     Returns:
-        One row per image: `{"name", method: scores}` for each of `METHODS`.
+        One row per image: `{"name", method: scores}` for each of `METHODS`,
+        and `"resolution"`: `{image: {"pixels", "nm"}}` for each of `RESOLVED`.
     """
     rows = []
+    scale = predictor.model.scale
     for name, low, high in named_images:
         prediction = predictor(low)
         baseline = bicubic_baseline(low, predictor.model)
+        pixel = (
+            pixel_size_nm.get(name)
+            if isinstance(pixel_size_nm, Mapping)
+            else pixel_size_nm
+        )
+        images = {"model": prediction, "target": high, "bicubic": baseline}
         rows.append(
             {
                 "name": name,
@@ -144,6 +173,8 @@ def score_model_and_baseline(predictor, named_images) -> list[dict]:
                 "bicubic": evaluate_prediction(baseline, high),
                 "model_registered": evaluate_registered(prediction, high),
                 "bicubic_registered": evaluate_registered(baseline, high),
+                "resolution": resolution_row(images, pixel / scale if pixel else None),
+                "output_pixel_nm": pixel / scale if pixel else None,
             }
         )
     return rows
@@ -168,6 +199,53 @@ def folder_images(folder: str):
     for pair in image_pairs.find_pairs(folder):
         low, high, _ = image_pairs.load_pair(pair)
         yield pair.name, low, high
+
+
+def folder_pixel_sizes(folder: str) -> dict[str, float | None]:
+    """The input pixel size (nm) each pair's low image states, by name."""
+    from keras_unet_sr.data import pairs as image_pairs
+    from keras_unet_sr.files.tiff_io import pixel_size_nm
+
+    return {
+        pair.name: pixel_size_nm(pair.low) for pair in image_pairs.find_pairs(folder)
+    }
+
+
+def summarize_resolution(rows: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Mean resolution per image kind (pixels; nm where every image has it)."""
+    summary = {}
+    for method in RESOLVED:
+        values = [row["resolution"][method] for row in rows if "resolution" in row]
+        summary[method] = {
+            unit: (
+                float(np.mean([v[unit] for v in values]))
+                if values and all(v[unit] is not None for v in values)
+                else None
+            )
+            for unit in ("pixels", "nm")
+        }
+    return summary
+
+
+def format_resolution_table(rows: list[dict]) -> str:
+    """Per-image and mean resolution of model, target and bicubic."""
+    rows = [row for row in rows if "resolution" in row]
+    in_nm = bool(rows) and all(row.get("output_pixel_nm") for row in rows)
+    unit = "nm" if in_nm else "output pixels"
+
+    def line(name, resolution):
+        values = [resolution[m]["nm" if in_nm else "pixels"] for m in RESOLVED]
+        cells = [f"{v:9.1f}" if v is not None else f"{'-':>9}" for v in values]
+        return f"{name[:24]:<24} " + " ".join(cells)
+
+    header = f"{'image':<24} " + " ".join(f"{m:>9}" for m in RESOLVED)
+    lines = [f"Resolution, decorrelation analysis ({unit}; smaller is finer)", header]
+    lines += ["-" * len(header)] + [line(r["name"], r["resolution"]) for r in rows]
+    lines += [
+        "-" * len(header),
+        line(f"mean ({len(rows)})", summarize_resolution(rows)),
+    ]
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -205,13 +283,24 @@ def write_report(rows: list[dict], path: str) -> None:
         if str(path).lower().endswith(".csv"):
             writer = csv.writer(stream)
             methods = [m for m in METHODS if all(m in row for row in rows)]
-            writer.writerow(["image"] + [f"{m}_{k}" for m in methods for k in METRICS])
+            resolved = all("resolution" in row for row in rows)
+            units = (
+                [(m, u) for m in RESOLVED for u in ("pixels", "nm")] if resolved else []
+            )
+            writer.writerow(
+                ["image"]
+                + [f"{m}_{k}" for m in methods for k in METRICS]
+                + [f"{m}_resolution_{u}" for m, u in units]
+            )
             for row in rows:
+                res = [row["resolution"][m][u] for m, u in units]
                 writer.writerow(
                     [row["name"]]
                     + [f"{row[m][k]:.6g}" for m in methods for k in METRICS]
+                    + ["" if v is None else f"{v:.6g}" for v in res]
                 )
         else:
-            json.dump(
-                {"mean": summarize_scores(rows), "images": rows}, stream, indent=2
-            )
+            mean = summarize_scores(rows)
+            if all("resolution" in row for row in rows):
+                mean["resolution"] = summarize_resolution(rows)
+            json.dump({"mean": mean, "images": rows}, stream, indent=2)

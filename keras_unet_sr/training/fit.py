@@ -34,7 +34,11 @@ from keras_unet_sr.files.folders import check_can_create, make_output_folder
 from keras_unet_sr.inference.predictor import Predictor, load_model
 from keras_unet_sr.model.precision import resolve_precision
 from keras_unet_sr.model.unet import SuperResolutionUNet
-from keras_unet_sr.quality.evaluation import score_model_and_baseline, summarize_scores
+from keras_unet_sr.quality.evaluation import (
+    score_model_and_baseline,
+    summarize_resolution,
+    summarize_scores,
+)
 from keras_unet_sr.quality.losses import SSIML1Loss
 from keras_unet_sr.quality.metrics import PSNR, SSIM
 from keras_unet_sr.training import callbacks as cb
@@ -260,7 +264,13 @@ def fit(
     summary = summarize_scores(scores)
     write_json(
         out_dir / "metrics.json",
-        {"split": val_split, "epochs": final_epoch, **summary, "images": scores},
+        {
+            "split": val_split,
+            "epochs": final_epoch,
+            **summary,
+            "resolution": summarize_resolution(scores),
+            "images": scores,
+        },
     )
     model_scores, bicubic = summary["model"], summary["bicubic"]
     what = "strips of the images" if data.validation_strips else "whole images"
@@ -272,6 +282,12 @@ def fit(
         f"bicubic PSNR {bicubic['psnr']:.2f} dB, SSIM {bicubic['ssim']:.4f} | "
         f"gain {model_scores['psnr'] - bicubic['psnr']:+.2f} dB"
     )
+    resolution = summarize_resolution(scores)
+    if all(resolution[k]["pixels"] for k in ("model", "target", "bicubic")):
+        print_fn(
+            "Resolution (decorrelation analysis, output pixels, smaller is finer): "
+            + ", ".join(f"{k} {resolution[k]['pixels']:.2f}" for k in resolution)
+        )
     print_fn(f"Model: {model_path} (best epoch {best.best_epoch})")
     return FitResult(out_dir, model_path, epochs_run, final_epoch, summary)
 
