@@ -25,13 +25,25 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("compute", "training", "inference", "serving", "memory")
+SECTIONS = (
+    "compute",
+    "training",
+    "breakdown",
+    "inference",
+    "serving",
+    "memory",
+    "quickstart",
+)
 GOALS = {
     "training": 0.70,  # achieved FLOP/s / the convolution ceiling
     "pipeline": 5.0,  # pipeline tiles/s / training tiles/s
     "tiled": 0.80,  # tiled / untiled throughput on the same image
     "grpc": 1.15,  # round trip / in-process at 2048 x 2048
+    "inference": 0.80,  # untiled inference FLOP/s / the convolution ceiling
+    "quickstart_s": 300.0,  # the README's first command, data generation included
+    "quickstart_db": 7.0,  # its gain over bicubic
 }
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 GIB = 1 << 30
 INDENT = " " * 17
 
@@ -105,6 +117,116 @@ def section_training(report: dict, repeats: int) -> None:
         )
 
 
+def cpu_summary() -> str:
+    """The CPU model and the vector flags that decide conv throughput."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    present = [flag for flag in CPU_FLAGS if flag in flags] or ["none of interest"]
+    return f"{model}; flags: {' '.join(present)}"
+
+
+def section_breakdown(report: dict) -> None:
+    from keras_unet_sr.model.precision import resolve_precision
+
+    precision = resolve_precision("auto")
+    result = child("breakdown", 1, precision=precision)
+    cuts = result["cuts"]
+    order = ("forward", "loss", "backward", "optimizer", "keras", "input")
+    labels = {
+        "keras": "keras fit (metrics, loop)",
+        "input": "input pipeline",
+    }
+    parts, previous = {}, 0.0
+    for key in order:
+        parts[key] = cuts[key] - previous
+        previous = cuts[key]
+    total = cuts["input"]
+    ceiling = report.get(f"ceiling_{precision}") or report["ceiling_float32"]
+    print(
+        f"breakdown        {precision} training step, tile {result['tile']}, batch "
+        f"{result['batch']} ({result['flops_step'] / 1e9:.1f} GFLOP), TF threads "
+        f"intra {result['threads'][0] or 'default'} / inter "
+        f"{result['threads'][1] or 'default'}: {total * 1e3:.0f} ms per step = "
+        f"{result['flops_step'] / total / 1e9:.1f} GFLOP/s"
+    )
+    for key in order:
+        print(
+            f"{INDENT}{labels.get(key, key):26s} {parts[key] * 1e3:7.1f} ms "
+            f"({parts[key] / total:6.1%})"
+        )
+    rows = result["convs"]
+    # The first convolution's data gradient is never needed (its input is the
+    # data), so training does not compute it.
+    needed = [
+        r["forward"] + r["weight_grad"] + (r["data_grad"] if i else 0.0)
+        for i, r in enumerate(rows)
+    ]
+    conv_flops = sum(r["flops"] * (3 if i else 2) for i, r in enumerate(rows))
+    print(
+        f"{INDENT}3x3 convolutions alone (each timed at its shape): "
+        f"{sum(needed) * 1e3:.0f} ms = {sum(needed) / total:.0%} of the step, at "
+        f"{conv_flops / sum(needed) / 1e9:.1f} GFLOP/s = "
+        f"{conv_flops / sum(needed) / ceiling:.0%} of the ceiling"
+    )
+    print(
+        f"{INDENT}{'layer':16s} {'shape':16s} {'GFLOP':>6s}  GFLOP/s: forward "
+        f"data-grad weight-grad"
+    )
+    for row in rows:
+        rates = "  ".join(
+            f"{row['flops'] / row[key] / 1e9:7.1f}"
+            for key in ("forward", "data_grad", "weight_grad")
+        )
+        print(
+            f"{INDENT}{row['name']:16s} {row['shape']:16s} "
+            f"{row['flops'] / 1e9:6.2f}  {rates}"
+        )
+    report["breakdown"] = result
+
+
+def section_quickstart() -> None:
+    """The README's first command as a new user runs it: fresh data folder,
+    default config, timed end to end by `fit` itself."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="keras-unet-sr-quickstart-"))
+    script = Path(sys.executable).with_name("keras-unet-sr")
+    command = [
+        str(script),
+        "fit",
+        "--quiet",
+        "--out",
+        str(work / "run"),
+        "--data-dir",
+        str(work / "tfds"),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=False)
+    if output.returncode != 0:
+        raise RuntimeError(f"quick start failed:\n{output.stderr[-3000:]}")
+    metrics = json.loads((work / "run" / "metrics.json").read_text())
+    seconds = metrics["seconds"]
+    gain = metrics["model"]["psnr"] - metrics["bicubic"]["psnr"]
+    ok_time = seconds["total"] <= GOALS["quickstart_s"]
+    ok_gain = gain >= GOALS["quickstart_db"]
+    print(
+        f"quick start      keras-unet-sr fit (defaults, fresh data folder): "
+        f"{seconds['total'] / 60:.1f} min (data {seconds['data']:.0f} s, training "
+        f"{seconds['training']:.0f} s, rest "
+        f"{seconds['total'] - seconds['data'] - seconds['training']:.0f} s)  "
+        f"[goal <= {GOALS['quickstart_s'] / 60:.0f} min: {verdict(ok_time)}]\n"
+        f"{INDENT}gain over bicubic {gain:+.2f} dB "
+        f"(model {metrics['model']['psnr']:.2f} dB, {metrics['epochs']} epochs)  "
+        f"[goal >= +{GOALS['quickstart_db']:.0f} dB: {verdict(ok_gain)}]"
+    )
+
+
 def section_inference(report: dict, size: int, repeats: int) -> None:
     result = child("inference", repeats, size=size)
     tiled, untiled = result["tiled_mpx_s"], result["untiled_mpx_s"]
@@ -117,9 +239,11 @@ def section_inference(report: dict, size: int, repeats: int) -> None:
         f"Mpx/s ({megapixels / untiled:.1f} s) = {ratio:5.1%}  "
         f"[goal >= {GOALS['tiled']:.0%}: {verdict(ratio >= GOALS['tiled'])}]"
     )
+    fraction = flops / report["ceiling_float32"]
     print(
         f"{INDENT}untiled model at {flops / 1e9:.0f} GFLOP/s = "
-        f"{flops / report['ceiling_float32']:5.1%} of the float32 conv ceiling; "
+        f"{fraction:5.1%} of the float32 conv ceiling  [goal >= "
+        f"{GOALS['inference']:.0%}: {verdict(fraction >= GOALS['inference'])}]; "
         f"default tiles compute {result['overhead_theory']:.2f}x the pixels"
     )
 
@@ -221,17 +345,29 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} CPU core(s), TF "
         f"{tf.__version__}, Keras {keras.__version__}, Python {sys.version.split()[0]}"
     )
+    from keras_unet_sr.model.precision import resolve_precision
+
+    print(f"cpu: {cpu_summary()}")
+    print(
+        f"--precision auto -> {resolve_precision('auto')} on this machine "
+        "(mixed_bfloat16 with avx512_bf16/amx_bf16, mixed_float16 on a GPU, "
+        "else float32)"
+    )
     report: dict = {}
-    if {"compute", "training", "inference"} & set(sections):
+    if {"compute", "training", "breakdown", "inference"} & set(sections):
         section_compute(report, args.repeats)
     if "training" in sections:
         section_training(report, args.repeats)
+    if "breakdown" in sections:
+        section_breakdown(report)
     if "inference" in sections:
         section_inference(report, args.inference_size, args.repeats)
     if "serving" in sections:
         section_serving(args.repeats)
     if "memory" in sections:
         section_memory()
+    if "quickstart" in sections:
+        section_quickstart()
     if args.sweep:
         section_sweep(args.inference_size)
     if args.quality:

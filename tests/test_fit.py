@@ -35,6 +35,9 @@ def test_fit_writes_model_config_and_logs(smoke_run, capsys):
     for method in ("model", "bicubic"):
         assert set(metrics[method]) == {"psnr", "ssim", "nrmse"}
     assert len(metrics["images"]) == 2  # the smoke validation split
+    seconds = metrics["seconds"]  # where the wall time went, for benchmarks
+    assert 0 < seconds["data"] < seconds["total"]
+    assert 0 < seconds["training"] < seconds["total"]
 
 
 def test_tensorboard_gets_scalars_and_the_image_panel(smoke_run, read_events):

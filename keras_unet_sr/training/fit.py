@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -169,6 +170,7 @@ def fit(
         verbose: Keras verbosity (`"auto"`: progress bar on a terminal).
         print_fn: Where the run's summary lines go.
     """
+    started = time.perf_counter()
     strategy = strategy or tf.distribute.get_strategy()
     role = worker_role(strategy)
     out_dir = Path(out_dir)
@@ -183,6 +185,7 @@ def fit(
 
     with fixes_for(strategy):
         prepared = load_training_data(config)  # bad data fails before any write
+        seconds = {"data": time.perf_counter() - started}
         _check_run_data(run_dir, prepared.data.builder.info.full_name)
         make_output_folder(run_dir)
         write_json(
@@ -231,6 +234,7 @@ def fit(
             )
         print_fn(f"TensorBoard: tensorboard --logdir {run_dir / 'logs'}")
         epochs_run = 0
+        training_started = time.perf_counter()
         if initial_epoch < t.epochs:
             history = model.fit(
                 distributed_tiles(prepared, strategy, t.batch, initial_epoch),
@@ -243,6 +247,7 @@ def fit(
                 verbose=keras_verbosity(verbose) if role.is_chief else 0,
             )
             epochs_run = len(history.epoch)
+        seconds["training"] = time.perf_counter() - training_started
     data = prepared.data
     if guard.failure:
         kept = (
@@ -262,11 +267,13 @@ def fit(
         Predictor(best_model), data.named_images(val_split)
     )
     summary = summarize_scores(scores)
+    seconds["total"] = time.perf_counter() - started
     write_json(
         out_dir / "metrics.json",
         {
             "split": val_split,
             "epochs": final_epoch,
+            "seconds": seconds,
             **summary,
             "resolution": summarize_resolution(scores),
             "images": scores,
@@ -289,7 +296,17 @@ def fit(
             + ", ".join(f"{k} {resolution[k]['pixels']:.2f}" for k in resolution)
         )
     print_fn(f"Model: {model_path} (best epoch {best.best_epoch})")
+    print_fn(
+        f"Elapsed: {_minutes(seconds['total'])} (data {_minutes(seconds['data'])}, "
+        f"training {_minutes(seconds['training'])}, setup and scoring "
+        f"{_minutes(seconds['total'] - seconds['data'] - seconds['training'])})"
+    )
     return FitResult(out_dir, model_path, epochs_run, final_epoch, summary)
+
+
+def _minutes(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def _validation_for(prepared: TrainingData, strategy: tf.distribute.Strategy):
