@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-from measure import best_time
+from measure import best_time, default_model, forward_flops, set_threads
 
 
 def _batch(model, tile: int, batch: int):
@@ -152,3 +152,40 @@ def conv_rows(model, tile: int, batch: int) -> list[dict]:
             row[key] = best_time(lambda fn=fn: fn().numpy(), repeats=3)
         rows.append(row)
     return rows
+
+
+def breakdown_task(
+    precision: str = "float32",
+    intra: int | None = None,
+    inter: int | None = None,
+    convs: bool = True,
+    pipeline: bool = True,
+) -> dict:
+    """The `breakdown` child task of run.py: the cuts, the input and the
+    convolutions of the default model's training step."""
+    from keras_unet_sr.config import FitConfig
+    from keras_unet_sr.training.fit import compile_model
+    from keras_unet_sr.training.inputs import load_training_data
+
+    set_threads(intra, inter)
+    config = FitConfig()
+    config.train.precision = precision
+    t = config.train
+    model = default_model(precision)
+    compile_model(model, config, 1000)
+    result = {
+        "tile": t.tile,
+        "batch": t.batch,
+        "flops_step": 3 * forward_flops(model, t.tile) * t.batch,
+        "cuts": cumulative_parts(model, t.tile, t.batch),
+        "threads": [
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        ],
+    }
+    if pipeline:
+        data = load_training_data(config)
+        result["cuts"]["input"] = pipeline_step(model, data.train_tiles(t.batch))
+    if convs:
+        result["convs"] = conv_rows(model, t.tile, t.batch)
+    return result

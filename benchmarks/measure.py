@@ -334,41 +334,10 @@ def set_threads(intra: int | None, inter: int | None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter)
 
 
-def task_breakdown(
-    precision: str = "float32",
-    intra: int | None = None,
-    inter: int | None = None,
-    convs: bool = True,
-    pipeline: bool = True,
-) -> dict:
-    from breakdown import conv_rows, cumulative_parts, pipeline_step
+def task_breakdown(**arguments) -> dict:
+    from breakdown import breakdown_task  # it imports this module's helpers
 
-    from keras_unet_sr.config import FitConfig
-    from keras_unet_sr.training.fit import compile_model
-    from keras_unet_sr.training.inputs import load_training_data
-
-    set_threads(intra, inter)
-    config = FitConfig()
-    config.train.precision = precision
-    t = config.train
-    model = default_model(precision)
-    compile_model(model, config, 1000)
-    result = {
-        "tile": t.tile,
-        "batch": t.batch,
-        "flops_step": 3 * forward_flops(model, t.tile) * t.batch,
-        "cuts": cumulative_parts(model, t.tile, t.batch),
-        "threads": [
-            tf.config.threading.get_intra_op_parallelism_threads(),
-            tf.config.threading.get_inter_op_parallelism_threads(),
-        ],
-    }
-    if pipeline:
-        data = load_training_data(config)
-        result["cuts"]["input"] = pipeline_step(model, data.train_tiles(t.batch))
-    if convs:
-        result["convs"] = conv_rows(model, t.tile, t.batch)
-    return result
+    return breakdown_task(**arguments)
 
 
 def task_pipeline() -> dict:
