@@ -72,30 +72,18 @@ def cumulative_parts(model, tile: int, batch: int, steps: int = 10) -> dict:
         "backward": many(gradients),
         "optimizer": many(step),
     }
-    data = tf.data.Dataset.from_tensors((low, high)).repeat()
-    model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # trace
-    cuts["keras"] = (
-        best_time(
-            lambda: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0),
-            repeats=2,
-            warmup=0,
-        )
-        / steps
-    )
+    in_memory = tf.data.Dataset.from_tensors((low, high)).repeat()
+    cuts["keras"] = fit_step(model, in_memory, steps)
     return cuts
 
 
-def pipeline_step(model, dataset: tf.data.Dataset, steps: int = 30) -> float:
-    """Seconds per `fit` step on the real tile pipeline (after a warm-up)."""
-    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-    return (
-        best_time(
-            lambda: model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0),
-            repeats=2,
-            warmup=0,
-        )
-        / steps
-    )
+def fit_step(model, dataset: tf.data.Dataset, steps: int = 30) -> float:
+    """Seconds per `fit` step on `dataset` (best of 2 epochs after one warm-up)."""
+
+    def epoch():
+        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+
+    return best_time(epoch, repeats=2, warmup=1) / steps
 
 
 def conv_rows(model, tile: int, batch: int) -> list[dict]:
@@ -185,7 +173,7 @@ def breakdown_task(
     }
     if pipeline:
         data = load_training_data(config)
-        result["cuts"]["input"] = pipeline_step(model, data.train_tiles(t.batch))
+        result["cuts"]["input"] = fit_step(model, data.train_tiles(t.batch))
     if convs:
         result["convs"] = conv_rows(model, t.tile, t.batch)
     return result

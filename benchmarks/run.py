@@ -119,13 +119,14 @@ def section_training(report: dict, repeats: int) -> None:
 
 def cpu_summary() -> str:
     """The CPU model and the vector flags that decide conv throughput."""
-    model, flags = "unknown CPU", set()
+    from keras_unet_sr.model.precision import cpu_flags
+
+    flags, model = cpu_flags(), platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown CPU":
+            if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+                break
     except OSError:
         pass
     present = [flag for flag in CPU_FLAGS if flag in flags] or ["none of interest"]
@@ -196,21 +197,8 @@ def section_quickstart() -> None:
     default config, timed end to end by `fit` itself."""
     import tempfile
 
-    work = Path(tempfile.mkdtemp(prefix="keras-unet-sr-quickstart-"))
-    script = Path(sys.executable).with_name("keras-unet-sr")
-    command = [
-        str(script),
-        "fit",
-        "--quiet",
-        "--out",
-        str(work / "run"),
-        "--data-dir",
-        str(work / "tfds"),
-    ]
-    output = subprocess.run(command, capture_output=True, text=True, check=False)
-    if output.returncode != 0:
-        raise RuntimeError(f"quick start failed:\n{output.stderr[-3000:]}")
-    metrics = json.loads((work / "run" / "metrics.json").read_text())
+    with tempfile.TemporaryDirectory(prefix="keras-unet-sr-quickstart-") as folder:
+        metrics = _run_quickstart(Path(folder))
     seconds = metrics["seconds"]
     gain = metrics["model"]["psnr"] - metrics["bicubic"]["psnr"]
     ok_time = seconds["total"] <= GOALS["quickstart_s"]
@@ -225,6 +213,24 @@ def section_quickstart() -> None:
         f"(model {metrics['model']['psnr']:.2f} dB, {metrics['epochs']} epochs)  "
         f"[goal >= +{GOALS['quickstart_db']:.0f} dB: {verdict(ok_gain)}]"
     )
+
+
+def _run_quickstart(work: Path) -> dict:
+    """`keras-unet-sr fit` with the defaults in `work`; its metrics.json."""
+    script = Path(sys.executable).with_name("keras-unet-sr")
+    command = [
+        str(script),
+        "fit",
+        "--quiet",
+        "--out",
+        str(work / "run"),
+        "--data-dir",
+        str(work / "tfds"),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=False)
+    if output.returncode != 0:
+        raise RuntimeError(f"quick start failed:\n{output.stderr[-3000:]}")
+    return json.loads((work / "run" / "metrics.json").read_text())
 
 
 def section_inference(report: dict, size: int, repeats: int) -> None:

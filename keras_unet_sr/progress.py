@@ -86,11 +86,12 @@ def _log(what: str, done: int, total: int | None, unit: str, seconds: float) -> 
     count = f"{done}/{total}" if total else f"{done}"
     line = f"{what}: {count} {unit}s, {rate:.2f} {unit}/s"
     if total and done < total and rate > 0:
-        line += f", about {_duration((total - done) / rate)} left"
+        line += f", about {format_duration((total - done) / rate)} left"
     print(line, file=sys.stderr, flush=True)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """`42 s`, `5 min 03 s` or `1 h 07 min`: how run times are printed."""
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"

@@ -21,17 +21,21 @@ from keras_unet_sr.errors import UserError
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether the CPU computes bfloat16 natively (Linux /proc/cpuinfo)."""
+def cpu_flags() -> set[str]:
+    """The first CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as stream:
             for line in stream:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return any(flag in flags for flag in _NATIVE_BF16_FLAGS)
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively."""
+    return any(flag in cpu_flags() for flag in _NATIVE_BF16_FLAGS)
 
 
 def resolve_precision(precision: str) -> str:

@@ -35,6 +35,7 @@ from keras_unet_sr.files.folders import check_can_create, make_output_folder
 from keras_unet_sr.inference.predictor import Predictor, load_model
 from keras_unet_sr.model.precision import resolve_precision
 from keras_unet_sr.model.unet import SuperResolutionUNet
+from keras_unet_sr.progress import format_duration
 from keras_unet_sr.quality.evaluation import (
     score_model_and_baseline,
     summarize_resolution,
@@ -297,16 +298,12 @@ def fit(
         )
     print_fn(f"Model: {model_path} (best epoch {best.best_epoch})")
     print_fn(
-        f"Elapsed: {_minutes(seconds['total'])} (data {_minutes(seconds['data'])}, "
-        f"training {_minutes(seconds['training'])}, setup and scoring "
-        f"{_minutes(seconds['total'] - seconds['data'] - seconds['training'])})"
+        f"Elapsed: {format_duration(seconds['total'])} (data "
+        f"{format_duration(seconds['data'])}, training "
+        f"{format_duration(seconds['training'])}, setup and scoring "
+        f"{format_duration(seconds['total'] - seconds['data'] - seconds['training'])})"
     )
     return FitResult(out_dir, model_path, epochs_run, final_epoch, summary)
-
-
-def _minutes(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def _validation_for(prepared: TrainingData, strategy: tf.distribute.Strategy):
