@@ -303,6 +303,7 @@ def task_training(
     jit: bool = False,
     intra: int | None = None,
     inter: int | None = None,
+    steps_per_execution: int = 1,
 ) -> dict:
     from keras_unet_sr.config import FitConfig
     from keras_unet_sr.training.fit import compile_model
@@ -315,7 +316,7 @@ def task_training(
 
     def compile_fn(m):
         compile_model(m, config, 1000)
-        m.jit_compile = jit
+        m.jit_compile, m.steps_per_execution = jit, steps_per_execution
 
     tiles_s = training_throughput(model, compile_fn, t.tile, t.batch)
     return {

@@ -52,12 +52,9 @@ class Split:
 
 def cpu_flags() -> str:
     """Which of the vector/matrix extensions that matter here the CPU has."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown (no /proc/cpuinfo)"
-    lines = [line for line in text.splitlines() if line.startswith("flags")]
-    have = set(lines[0].split(":", 1)[1].split()) if lines else set()
+    from keras_unet_sr.model.precision import cpu_flags as flags_of_this_cpu
+
+    have = flags_of_this_cpu()
     return ", ".join(f"{flag} {'yes' if flag in have else 'no'}" for flag in CPU_FLAGS)
 
 

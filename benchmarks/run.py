@@ -43,6 +43,7 @@ GOALS = {
     "quickstart_s": 300.0,  # the README's first command, data generation included
     "quickstart_db": 7.0,  # its gain over bicubic
 }
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 GIB = 1 << 30
 INDENT = " " * 17
@@ -284,11 +285,20 @@ def section_memory() -> None:
         )
 
 
-def section_sweep(size: int) -> None:
+def section_sweep(report: dict, size: int) -> None:
+    ceiling = (
+        report.get("ceiling_float32") or child("ceiling", dtype="float32")["flops"]
+    )
+    print("sweep            untiled float32 model by input size (memory vs cache):")
+    for side in (256, 512, 1024, size):
+        result = child("inference", 1, size=side)
+        flops = result["untiled_mpx_s"] * 1e6 * result["flops_px"]
+        share = f"{flops / 1e9:5.1f} GFLOP/s = {flops / ceiling:5.1%} of the ceiling"
+        print(f"{INDENT}{side:4d}x{side}x9: {share}")
     print(
         f"sweep            float32 tiled inference, {size}x{size}x9 (Mpx/s of output):"
     )
-    for tile in (256, 512, 768, 1024):
+    for tile in (256, 384, 512, 768, 1024):
         for batch in (1, 2):
             result = child("inference", 1, size=size, tile=tile, batch_size=batch)
             ratio = result["tiled_mpx_s"] / result["untiled_mpx_s"]
@@ -297,15 +307,17 @@ def section_sweep(size: int) -> None:
                 f"Mpx/s = {ratio:5.1%} of untiled (overlap overhead "
                 f"{result['overhead_theory']:.2f}x)"
             )
-    print("sweep            training tiles/s by precision and XLA:")
-    for precision in ("float32", "mixed_bfloat16", "mixed_float16"):
-        for jit in (False, True):
-            try:
-                result = child("training", 1, precision=precision, jit=jit)
-                outcome = f"{result['tiles_s']:6.1f}"
-            except RuntimeError as error:
-                outcome = "failed: " + str(error).strip().splitlines()[-1][:70]
-            print(f"{INDENT}{precision:15s} jit={jit!s:5s}: {outcome}")
+    print("sweep            training tiles/s by precision, XLA, steps per execution:")
+    runs = [(p, jit, 1) for p in PRECISIONS for jit in (False, True)]
+    for precision, jit, steps in [*runs, ("float32", False, 4)]:
+        try:
+            result = child(
+                "training", precision=precision, jit=jit, steps_per_execution=steps
+            )
+            outcome = f"{result['tiles_s']:6.1f}"
+        except RuntimeError as error:
+            outcome = "failed: " + str(error).strip().splitlines()[-1][:70]
+        print(f"{INDENT}{precision:15s} jit={jit!s:5s} steps/call {steps}: {outcome}")
 
 
 def main() -> None:
@@ -314,23 +326,15 @@ def main() -> None:
         "--only",
         help=f"comma-separated subset of {','.join(SECTIONS)},quality,peers",
     )
-    parser.add_argument(
-        "--sweep", action="store_true", help="tile/batch/precision sweeps"
-    )
-    parser.add_argument(
-        "--quality", action="store_true", help="fixed-budget quality runs"
-    )
+    parser.add_argument("--sweep", action="store_true", help="+ the sweeps")
+    parser.add_argument("--quality", action="store_true", help="+ quality runs")
     parser.add_argument("--quality-epochs", type=int, default=6)
     parser.add_argument("--quality-steps", type=int, default=100)
-    parser.add_argument(
-        "--peers", action="store_true", help="vs CSBDeep CARE (peers.py)"
-    )
+    parser.add_argument("--peers", action="store_true", help="+ CARE (peers.py)")
     parser.add_argument("--peer-epochs", type=int, help="default: FitConfig()'s")
     parser.add_argument("--peer-steps", type=int, help="default: FitConfig()'s")
     parser.add_argument("--peer-folds", help="comma-separated subset of the peer folds")
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the peers' temp folder"
-    )
+    parser.add_argument("--keep", action="store_true", help="keep the peers' folder")
     parser.add_argument("--peer-json", help="also write the peers' results there")
     parser.add_argument("--inference-size", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=2, help="fresh runs per figure")
@@ -375,7 +379,7 @@ def main() -> None:
     if "quickstart" in sections:
         section_quickstart()
     if args.sweep:
-        section_sweep(args.inference_size)
+        section_sweep(report, args.inference_size)
     if args.quality:
         from quality import run_quality
 
