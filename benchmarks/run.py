@@ -294,7 +294,7 @@ def section_sweep(report: dict, size: int) -> None:
         result = child("inference", 1, size=side)
         flops = result["untiled_mpx_s"] * 1e6 * result["flops_px"]
         share = f"{flops / 1e9:5.1f} GFLOP/s = {flops / ceiling:5.1%} of the ceiling"
-        print(f"{INDENT}{side:4d}x{side}x9: {share}")
+        print(f"{INDENT}{f'{side}x{side}x9':>11s}: {share}")
     print(
         f"sweep            float32 tiled inference, {size}x{size}x9 (Mpx/s of output):"
     )
