@@ -109,14 +109,28 @@ class ModelConfig:
         minimum=1,
         tunable=True,
     )
+    fine_frames: bool = setting(
+        True,
+        "give the output-resolution convolutions the interpolated raw frames "
+        "too (subpixel, scale > 1)",
+        tunable=True,
+    )
     normalization: str = setting(
         "none", "feature normalization", choices=NORMALIZATIONS, tunable=True
     )
     dropout: float = setting(
         0.0, "spatial dropout in the bottleneck", minimum=0.0, below=1.0, tunable=True
     )
+    residual: bool = setting(
+        False,
+        "add the interpolated frame mean to the output, so the network learns "
+        "a correction (off: measured better on the synthetic data sets)",
+        tunable=True,
+    )
     residual_interpolation: str = setting(
-        "bicubic", "interpolation of the residual frame mean", choices=INTERPOLATIONS
+        "bicubic",
+        "interpolation of the frames for the residual and the fine frames",
+        choices=INTERPOLATIONS,
     )
     percentiles: list[float] = setting(
         [1.0, 99.8],
@@ -154,6 +168,13 @@ class TrainConfig:
     )
     multiscale_ssim: bool = setting(
         False, "MS-SSIM in the loss (output tiles >= 176 px)"
+    )
+    min_foreground: float = setting(
+        0.05,
+        "fraction of a training tile's target that must be signal (random tiles "
+        "with that much are kept; the richest ones where too few have it)",
+        minimum=0.0,
+        maximum=1.0,
     )
     # 16, not 8: each draw decodes and normalizes an image once; measured
     # 858 vs 472 tiles/s during the first (uncached) pass over the data.

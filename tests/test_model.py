@@ -66,8 +66,8 @@ def test_get_config_from_config_round_trip(rng):
     assert clone.percentiles == (1.0, 99.8)
 
 
-def test_untrained_model_returns_the_interpolated_frame_mean(rng):
-    model = tiny(frames=3, scale=2)
+def test_untrained_residual_model_returns_the_interpolated_frame_mean(rng):
+    model = tiny(frames=3, scale=2, residual=True)
     x = rng.random((1, 8, 8, 3), dtype=np.float32)
     expected = tf.image.resize(x.mean(-1, keepdims=True), (16, 16), "bicubic")
     np.testing.assert_allclose(model(x), expected, atol=1e-6)
@@ -79,17 +79,21 @@ def test_no_lambda_layers():
 
 
 @pytest.mark.parametrize(
-    ("depth", "scale", "fine_convs", "upsampling"),
+    ("depth", "scale", "fine_convs", "upsampling", "fine_frames"),
     [
-        (1, 1, 1, "subpixel"),
-        (2, 2, 1, "subpixel"),
-        (1, 4, 1, "subpixel"),
-        (1, 2, 4, "subpixel"),
-        (2, 2, 1, "input"),
-        (1, 4, 1, "input"),
+        (1, 1, 1, "subpixel", True),
+        (2, 2, 1, "subpixel", True),
+        (2, 2, 1, "subpixel", False),
+        (1, 4, 1, "subpixel", True),
+        (1, 2, 4, "subpixel", True),
+        (0, 2, 4, "subpixel", True),
+        (2, 2, 1, "input", True),
+        (1, 4, 1, "input", True),
     ],
 )
-def test_halo_bounds_the_measured_receptive_field(depth, scale, fine_convs, upsampling):
+def test_halo_bounds_the_measured_receptive_field(
+    depth, scale, fine_convs, upsampling, fine_frames
+):
     model = SuperResolutionUNet(
         frames=2,
         scale=scale,
@@ -97,6 +101,7 @@ def test_halo_bounds_the_measured_receptive_field(depth, scale, fine_convs, upsa
         filters=4,
         fine_convs=fine_convs,
         upsampling=upsampling,
+        fine_frames=fine_frames,
         residual=False,
     )
     # Positive weights: no cancellation can hide a dependency.
@@ -156,3 +161,29 @@ def test_a_mixed_precision_model_predicts_in_float32_by_default(tmp_path, rng):
     assert fast.get_layer("down0_conv0").compute_dtype == "bfloat16"
     x = rng.random((1, 16, 16, 3), dtype=np.float32)
     np.testing.assert_allclose(exact(x), fast(x), atol=0.05)
+
+
+def test_fine_frames_reach_the_output_grid_convolutions(rng):
+    with_frames = SuperResolutionUNet(frames=3, scale=2, depth=1, filters=4)
+    without = SuperResolutionUNet(
+        frames=3, scale=2, depth=1, filters=4, fine_frames=False
+    )
+    fine_conv = with_frames.get_layer("fine_conv")
+    # 4 sub-pixel features + the 3 interpolated frames.
+    assert fine_conv.kernel.shape[2] == 4 + 3
+    assert without.get_layer("fine_conv").kernel.shape[2] == 4
+    assert "fine_frames" not in [layer.name for layer in without.layers]
+    # At scale 1 there is no output-grid stage, so the option changes nothing.
+    one = SuperResolutionUNet(frames=3, scale=1, depth=1, filters=4)
+    assert "fine_frames" not in [layer.name for layer in one.layers]
+    x = rng.random((1, 8, 8, 3), dtype=np.float32)
+    assert with_frames(x).shape == (1, 16, 16, 1)
+
+
+def test_a_config_saved_before_fine_frames_builds_the_model_without_them():
+    config = SuperResolutionUNet(frames=3, scale=2, depth=1, filters=4).get_config()
+    assert config["fine_frames"] is True
+    del config["fine_frames"]  # as configs saved before the option read
+    old = SuperResolutionUNet.from_config(config)
+    assert old.fine_frames is False
+    assert old.get_layer("fine_conv").kernel.shape[2] == 4

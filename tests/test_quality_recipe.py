@@ -92,8 +92,10 @@ def test_a_folder_of_three_images_trains_on_all_three(tmp_path, rng, tfds_dir):
     for name, low in parts["train"].items():  # the strip and the rest: the image
         strip = parts["validation"][name]
         assert 48 in (low.shape[0] + strip.shape[0], low.shape[1] + strip.shape[1])
+    config.train.min_foreground = 0.25
     prepared = load_training_data(config)
     assert prepared.validation_split == "validation"
+    assert prepared.sampler.min_foreground == 0.25  # the config reaches the tiles
 
 
 # --- registration ---

@@ -102,7 +102,13 @@ def load_training_data(config: FitConfig) -> TrainingData:
     multiple = 2**config.model.depth
     if t.tile % multiple:
         raise UserError(f"--tile {t.tile}: must be a multiple of {multiple} (2**depth)")
-    sampler = TileSampler(t.tile, scale, t.tiles_per_image, low_light=t.low_light)
+    sampler = TileSampler(
+        t.tile,
+        scale,
+        t.tiles_per_image,
+        min_foreground=t.min_foreground,
+        low_light=t.low_light,
+    )
     camera = (config.data.camera_offset, config.data.camera_gain)
     if t.low_light > 1 and not data.has_camera and None in camera:
         raise UserError(
