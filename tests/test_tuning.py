@@ -281,6 +281,17 @@ def test_space_file_and_flags(tmp_path):
     assert space_from_json(space_to_json(space), "round trip") == space
 
 
+def test_a_switch_is_searched_as_a_choice_never_as_a_range():
+    space = parse_space(["fine_frames=true,false"])
+    assert space["fine_frames"] == Dimension(choices=(True, False))
+    hp = keras_tuner.HyperParameters()
+    assert space["fine_frames"].declare(hp, "fine_frames") is True  # not 1
+    fixed = parse_space(["residual=false"])["residual"]
+    assert fixed.declare(keras_tuner.HyperParameters(), "residual") is False
+    with pytest.raises(UserError, match="fine_frames takes a list of values"):
+        parse_space(["fine_frames=false:true"])
+
+
 @pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband"])
 def test_the_config_seed_fixes_the_sampled_trials(tuner, tmp_path):
     # The oracle treats seed 0 as "no seed"; the default config seed is 0.

@@ -65,6 +65,9 @@ class Dimension:
         """Register this dimension as `name` in `hp`; returns the trial's value."""
         if len(self.choices) == 1:
             return hp.Fixed(name, self.choices[0])
+        if all(isinstance(choice, bool) for choice in self.choices):
+            # hp.Choice would hand back True/False as 1/0, which the config refuses.
+            return hp.Boolean(name, default=self.choices[0])
         if self.choices:
             return hp.Choice(name, list(self.choices))
         sampling = "log" if self.log else "linear"
@@ -175,7 +178,7 @@ def _choice(name: str, tunable: Field, raw: Sequence[Any], origin: str) -> Dimen
 def _range(
     name: str, tunable: Field, low: Any, high: Any, log: bool, origin: str
 ) -> Dimension:
-    if tunable.kind is str:
+    if tunable.kind in (str, bool):
         raise UserError(f"{origin}: {name} takes a list of values, not a range")
     low, high = (_value(name, tunable, bound, origin) for bound in (low, high))
     if not low < high:
