@@ -44,10 +44,15 @@ VARIANTS = {
     "l1": {"train.loss_alpha": "0"},
     "float32": {"train.precision": "float32"},
     "lr5e-4": {"train.lr": "5e-4"},
+    "residual": {"model.residual": "true"},
+    "no-residual": {"model.residual": "false"},
+    "min-foreground0.3": {"train.min_foreground": "0.3"},
 }
 
 
-def run_fold(changes: dict, held_out: str, frames, work: Path, budget) -> dict:
+def run_fold(
+    changes: dict, held_out: str, frames, work: Path, budget, seed: int = 0
+) -> dict:
     folder = work / f"train_without_{held_out}"
     for side in ("low", "high"):
         (folder / side).mkdir(parents=True, exist_ok=True)
@@ -60,9 +65,10 @@ def run_fold(changes: dict, held_out: str, frames, work: Path, budget) -> dict:
     config.data.data_dir = str(work / "tfds")
     config.data.frame_subset = frames
     config.train.epochs, config.train.steps_per_epoch = budget
+    config.train.seed = seed
     for key, value in changes.items():
         set_value(config, key, value)
-    out = work / f"run_{abs(hash((str(changes), held_out, str(frames))))}"
+    out = work / f"run_{abs(hash((str(changes), held_out, str(frames), seed)))}"
     start = time.monotonic()
     result = fit(config, out, verbose=0, print_fn=lambda _: None)
     seconds = time.monotonic() - start
@@ -84,31 +90,40 @@ def main() -> None:
     parser.add_argument("--frames", help="frame subset, e.g. 0,5,10 (default all)")
     parser.add_argument("--epochs", type=int, default=FitConfig().train.epochs)
     parser.add_argument("--steps", type=int, default=FitConfig().train.steps_per_epoch)
+    parser.add_argument("--seeds", default="0", help="e.g. 0,1: each fold per seed")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     frames = [int(f) for f in args.frames.split(",")] if args.frames else None
     work = Path(tempfile.mkdtemp(prefix="keras-unet-sr-ablation-"))
     results = {}
     budget = (args.epochs, args.steps)
     print(
         f"dlsim leave-one-field-out, frames {args.frames or 'all'}, "
-        f"{args.epochs} x {args.steps} steps; plain | registered PSNR/SSIM"
+        f"{args.epochs} x {args.steps} steps, seeds {args.seeds} (per-fold figures: "
+        "their mean); plain | registered PSNR/SSIM"
     )
     for name in args.variants.split(","):
-        folds = {
-            held: run_fold(VARIANTS[name], held, frames, work, budget)
+        runs = {
+            held: [
+                run_fold(VARIANTS[name], held, frames, work, budget, seed)
+                for seed in seeds
+            ]
             for held in FIELDS
         }
-        results[name] = folds
+        results[name] = runs
 
-        def mean(kind, metric, folds=folds):
-            return float(np.mean([f[kind][metric] for f in folds.values()]))
+        def mean(kind, metric, runs=runs):
+            return float(np.mean([r[kind][metric] for f in runs.values() for r in f]))
+
+        def fold_mean(fold, kind):
+            return float(np.mean([r[kind]["psnr"] for r in fold]))
 
         per_fold = " ".join(
-            f"{h}:{f['plain']['psnr']:.2f}/{f['registered']['psnr']:.2f}"
-            for h, f in folds.items()
+            f"{h}:{fold_mean(f, 'plain'):.2f}/{fold_mean(f, 'registered'):.2f}"
+            for h, f in runs.items()
         )
-        seconds = sum(f["seconds"] for f in folds.values())
+        seconds = sum(r["seconds"] for f in runs.values() for r in f) / len(seeds)
         print(
             f"{name:24s} {mean('plain', 'psnr'):6.2f} dB {mean('plain', 'ssim'):.3f} | "
             f"{mean('registered', 'psnr'):6.2f} dB {mean('registered', 'ssim'):.3f}"
