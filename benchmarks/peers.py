@@ -179,6 +179,8 @@ def widefield(low: np.ndarray, subset: list[int] | None, scale: int) -> np.ndarr
 
 def score(prediction: np.ndarray, target: np.ndarray) -> dict:
     """Plain and registered scores, and the shift that registers them."""
+    from error_bands import band_errors
+
     from keras_unet_sr.quality.evaluation import (
         evaluate_prediction,
         evaluate_registered,
@@ -191,6 +193,7 @@ def score(prediction: np.ndarray, target: np.ndarray) -> dict:
         "plain": evaluate_prediction(prediction, target),
         "registered": registered,
         "shift": shift,
+        "bands": band_errors(prediction, target),
     }
 
 
@@ -221,6 +224,7 @@ def _validated(split: Split, timing: dict) -> str:
 def run_fold(fold: str, work: Path, budget: dict, python: Path) -> dict:
     """Train and score both systems on every split of one fold; print its table."""
     from care_runner import care_env
+    from error_bands import print_bands
 
     splits = make_splits(fold, work)
     rows, timings = [], {"project": [], "care": []}
@@ -251,6 +255,7 @@ def run_fold(fold: str, work: Path, budget: dict, python: Path) -> dict:
     for row in [*rows, {"name": "mean", **mean}]:
         cells = "".join(f"{_cell(row[s]):36s}" for s in SYSTEMS).rstrip()
         print(f"{INDENT}{row['name'][:18]:19s}{cells}")
+    print_bands(mean, INDENT)
     held = "; ".join(map(_validated, splits, timings["project"]))
     care = timings["care"][0]
     bare = sum(t["unfiltered_images"] for t in timings["care"])
