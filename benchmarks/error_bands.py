@@ -15,20 +15,22 @@ import itertools
 
 import numpy as np
 
+from keras_unet_sr.data.normalization import percentile_normalize
+from keras_unet_sr.quality.evaluation import REFERENCE_PERCENTILES, fit_affine
+
 # Ring edges, as fractions of the output grid's Nyquist frequency.
 EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
 def band_errors(prediction: np.ndarray, target: np.ndarray) -> list[float]:
-    """Mean error power per frequency ring of `(H, W)` images (target scaled to
-    its 0.1/99.9 percentiles, prediction affinely fitted to it)."""
-    target = target.reshape(target.shape[:2]).astype(np.float64)
-    low, high = np.percentile(target, (0.1, 99.9))
-    target = (target - low) / max(high - low, 1e-12)
+    """Mean error power per frequency ring of `(H, W)` images, in the units of
+    `evaluate_prediction` (the target percentile-normalized, the prediction
+    affinely fitted to it)."""
+    target = target.reshape(target.shape[:2]).astype(np.float32)
+    target, _, _ = percentile_normalize(target[..., None], REFERENCE_PERCENTILES)
+    target = target.numpy()[..., 0].astype(np.float64)
     prediction = prediction.reshape(target.shape).astype(np.float64)
-    design = np.stack([prediction.ravel(), np.ones(prediction.size)], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, target.ravel(), rcond=None)
-    error = (design @ coefficients).reshape(target.shape) - target
+    error = fit_affine(prediction, target) - target
     power = np.abs(np.fft.fft2(error)) ** 2 / error.size
     fy = np.fft.fftfreq(error.shape[0])[:, np.newaxis]
     fx = np.fft.fftfreq(error.shape[1])[np.newaxis, :]

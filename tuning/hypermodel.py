@@ -65,10 +65,10 @@ class Dimension:
         """Register this dimension as `name` in `hp`; returns the trial's value."""
         if len(self.choices) == 1:
             return hp.Fixed(name, self.choices[0])
-        if self.choices and all(isinstance(c, bool) for c in self.choices):
-            # hp.Choice would hand back True/False as 1/0, which the config refuses.
-            return hp.Boolean(name, default=self.choices[0])
         if self.choices:
+            if all(isinstance(choice, bool) for choice in self.choices):
+                # hp.Choice hands True/False back as 1/0, which the config refuses.
+                return hp.Boolean(name, default=self.choices[0])
             return hp.Choice(name, list(self.choices))
         sampling = "log" if self.log else "linear"
         if isinstance(self.low, int):
