@@ -47,6 +47,14 @@ VARIANTS = {
     "residual": {"model.residual": "true"},
     "no-residual": {"model.residual": "false"},
     "min-foreground0.3": {"train.min_foreground": "0.3"},
+    "half-turn": {"train.augment_transforms": "half-turn"},
+    "lr4e-3": {"train.lr": "4e-3"},
+    "mse": {"train.loss_alpha": "0", "train.pixel_loss": "l2"},
+    "mse+half-turn": {
+        "train.loss_alpha": "0",
+        "train.pixel_loss": "l2",
+        "train.augment_transforms": "half-turn",
+    },
 }
 
 

@@ -27,6 +27,8 @@ NORMALIZATIONS = ("none", "batch", "layer")
 SCALES = (1, 2, 4)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 UPSAMPLINGS = ("subpixel", "input")
+PIXEL_LOSSES = ("l1", "l2")
+AUGMENT_TRANSFORMS = ("auto", "dihedral", "half-turn")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -157,8 +159,24 @@ class TrainConfig:
     loss_alpha: float = setting(
         0.84, "SSIM weight in the SSIM-L1 loss", minimum=0.0, maximum=1.0, tunable=True
     )
+    pixel_loss: str = setting(
+        "l1",
+        "the loss's pixel term: 'l1' (absolute) or 'l2' (squared error; with "
+        "--loss-alpha 0 the loss is the MSE that PSNR measures)",
+        choices=PIXEL_LOSSES,
+        tunable=True,
+    )
     augment: bool = setting(
         True, "random dihedral transforms (flips, 90-degree turns) of the tiles"
+    )
+    augment_transforms: str = setting(
+        "dihedral",
+        "what --augment draws from: 'dihedral' (the 8 flips and quarter turns), "
+        "'half-turn' (identity or the 180-degree turn, which keeps every raw "
+        "frame's stripe orientation), 'auto' (half-turn for multi-frame "
+        "inputs, dihedral for one frame)",
+        choices=AUGMENT_TRANSFORMS,
+        tunable=True,
     )
     low_light: float = setting(
         1.0,

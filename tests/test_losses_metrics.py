@@ -69,6 +69,15 @@ def test_loss_formula_mixes_ssim_and_l1(rng):
     expected = np.mean(0.84 * (1 - ssim) + 0.16 * l1)
     assert float(SSIML1Loss()(x, y)) == pytest.approx(expected, rel=1e-5)
     assert float(SSIML1Loss(alpha=0.0)(x, y)) == pytest.approx(l1.mean(), rel=1e-5)
+    l2 = ((x - y) ** 2).mean(axis=(1, 2, 3))
+    mixed = SSIML1Loss(alpha=0.5, pixel="l2")(x, y)
+    assert float(mixed) == pytest.approx(np.mean(0.5 * (1 - ssim) + 0.5 * l2), rel=1e-5)
+    mse = SSIML1Loss(alpha=0.0, pixel="l2")(x, y)
+    assert float(mse) == pytest.approx(
+        float(keras.losses.MeanSquaredError()(x, y)), rel=1e-5
+    )
+    with pytest.raises(ValueError, match="pixel"):
+        SSIML1Loss(pixel="l3")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -96,7 +105,7 @@ def test_loss_decreases_when_training_a_tiny_model(rng):
 
 
 def test_loss_and_metrics_serialize(tmp_path, rng):
-    loss = SSIML1Loss(alpha=0.5, multiscale=True, filter_size=7)
+    loss = SSIML1Loss(alpha=0.5, multiscale=True, filter_size=7, pixel="l2")
     clone = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(clone, SSIML1Loss)
     assert clone.get_config() == loss.get_config()

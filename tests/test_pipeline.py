@@ -13,6 +13,7 @@ from keras_unet_sr.data.pipeline import (
     training_tiles,
     validation_tiles,
 )
+from keras_unet_sr.training.inputs import half_turn_augmentation
 
 
 def pairs_dataset(lows, highs) -> tf.data.Dataset:
@@ -89,6 +90,35 @@ def test_augmentation_uses_all_eight_dihedral_transforms(rng):
         for t in a
     }
     assert seen == variants
+
+
+def test_half_turn_augmentation_keeps_stripe_orientations(rng):
+    """Only the identity and the 180-degree turn: a stripe pattern keeps its
+    orientation in every frame (flips and quarter turns would change it)."""
+    low = rng.random((16, 16, 2), dtype=np.float32)
+    sampler = TileSampler(
+        tile=16, scale=1, tiles_per_image=8, min_foreground=0.0, half_turn=True
+    )
+    prepared = prepare_images(
+        pairs_dataset([low], [low[..., :1]]), sampler, 2, None, (0.0, 100.0)
+    )
+    base = percentile_normalize(low, (0.0, 100.0))[0].numpy()
+    tiles = [t for a, _ in take(training_tiles(prepared, sampler, 8, 0), 10) for t in a]
+    seen = {t.tobytes() for t in tiles}
+    assert seen == {base.tobytes(), np.rot90(base, 2).tobytes()}
+
+
+@pytest.mark.parametrize(
+    ("transforms", "frames", "half"),
+    [
+        ("auto", 9, True),
+        ("auto", 1, False),
+        ("dihedral", 9, False),
+        ("half-turn", 1, True),
+    ],
+)
+def test_auto_augmentation_follows_the_frame_count(transforms, frames, half):
+    assert half_turn_augmentation(transforms, frames) is half
 
 
 def test_same_seed_same_stream_other_seed_other_stream(rng):

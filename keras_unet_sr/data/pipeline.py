@@ -49,6 +49,10 @@ class TileSampler:
         low_light: Photon-noise augmentation: half the training tiles are
             resampled as if taken with `1/k` of the light, `k` log-uniform in
             `[1, low_light]` (`keras_unet_sr.data.camera`); 1 turns it off.
+        half_turn: Augment with the identity and the 180-degree turn only,
+            instead of all 8 dihedral transforms: a half turn keeps the
+            orientation of every frame's illumination stripes (SIM), which
+            flips and quarter turns exchange between frames.
     """
 
     tile: int
@@ -58,6 +62,7 @@ class TileSampler:
     foreground_threshold: float = 0.2
     min_foreground: float = 0.05
     low_light: float = 1.0
+    half_turn: bool = False
 
     def foreground_integral(self, high: tf.Tensor) -> tf.Tensor:
         """Summed-area table of the target's foreground on the low grid."""
@@ -115,7 +120,7 @@ class TileSampler:
             low_tiles = self._dim(
                 low_tiles, noise, tf.random.experimental.stateless_fold_in(seed, 7)
             )
-        return _dihedral(low_tiles, high_tiles, augment_seed)
+        return _dihedral(low_tiles, high_tiles, augment_seed, self.half_turn)
 
     def _dim(self, tiles, noise, seed):
         """Half the tiles at `1/k` of the light (normalized units in and out)."""
@@ -157,12 +162,16 @@ def _crop(image, ys, xs, size):
     return tf.gather_nd(image, index)
 
 
-def _dihedral(low, high, seed):
-    """One random dihedral transform per tile pair, the same for low and high."""
+def _dihedral(low, high, seed, half_turn: bool = False):
+    """One random dihedral transform per tile pair, the same for low and high
+    (with `half_turn`, the identity or the 180-degree turn)."""
     choice = tf.random.stateless_uniform(
         (tf.shape(low)[0], 3), seed, 0, 2, dtype=tf.int32
     )
     choice = tf.cast(choice, tf.bool)
+    if half_turn:  # no transpose; both reversals or neither
+        turn = choice[:, 1:2]
+        choice = tf.concat([tf.zeros_like(turn), turn, turn], axis=1)
 
     def apply(tiles):
         def pick(flag, transformed):

@@ -13,7 +13,7 @@ from keras_unet_sr.quality import image_quality
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SSIML1Loss(keras.losses.Loss):
-    """`alpha * (1 - SSIM) + (1 - alpha) * L1`, per image.
+    """`alpha * (1 - SSIM) + (1 - alpha) * L1` (or L2), per image.
 
     SSIM rewards local structure and contrast but ignores absolute offsets
     in flat regions; L1 pins intensities down. Zhao et al. found the mix
@@ -32,6 +32,8 @@ class SSIML1Loss(keras.losses.Loss):
         filter_sigma: Gaussian window sigma.
         multiscale: Use MS-SSIM instead of SSIM.
         power_factors: MS-SSIM scale weights (their count is the scale count).
+        pixel: The pixel term: `"l1"` (mean absolute error) or `"l2"`
+            (mean squared error: with `alpha=0` the loss PSNR measures).
         reduction: Keras loss reduction.
         name: Loss name.
     """
@@ -44,6 +46,7 @@ class SSIML1Loss(keras.losses.Loss):
         filter_sigma: float = 1.5,
         multiscale: bool = False,
         power_factors: Sequence[float] = image_quality.MS_SSIM_POWER_FACTORS,
+        pixel: str = "l1",
         reduction: str = "sum_over_batch_size",
         name: str = "ssim_l1",
         **kwargs,
@@ -57,11 +60,16 @@ class SSIML1Loss(keras.losses.Loss):
         self.filter_sigma = float(filter_sigma)
         self.multiscale = bool(multiscale)
         self.power_factors = tuple(float(p) for p in power_factors)
+        if pixel not in ("l1", "l2"):
+            raise ValueError(f"pixel must be 'l1' or 'l2', got {pixel!r}")
+        self.pixel = pixel
 
     def call(self, y_true, y_pred):
         y_true = tf.cast(y_true, tf.float32)
         y_pred = tf.cast(y_pred, tf.float32)
-        l1 = tf.reduce_mean(tf.abs(y_true - y_pred), axis=(-3, -2, -1))
+        error = y_true - y_pred
+        error = tf.abs(error) if self.pixel == "l1" else tf.square(error)
+        l1 = tf.reduce_mean(error, axis=(-3, -2, -1))
         if self.alpha == 0.0:
             return l1
         if self.multiscale:
@@ -88,4 +96,5 @@ class SSIML1Loss(keras.losses.Loss):
             "filter_sigma": self.filter_sigma,
             "multiscale": self.multiscale,
             "power_factors": list(self.power_factors),
+            "pixel": self.pixel,
         }

@@ -110,7 +110,9 @@ def compile_model(model: keras.Model, config: FitConfig, total_steps: int) -> No
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
         optimizer=optimizer,
-        loss=SSIML1Loss(alpha=t.loss_alpha, multiscale=t.multiscale_ssim),
+        loss=SSIML1Loss(
+            alpha=t.loss_alpha, multiscale=t.multiscale_ssim, pixel=t.pixel_loss
+        ),
         metrics=[PSNR(), SSIM()],
     )
 

@@ -90,6 +90,14 @@ class TrainingData:
         )
 
 
+def half_turn_augmentation(transforms: str, frames: int) -> bool:
+    """Whether `--augment-transforms` (`auto` decided by the frame count)
+    means the half turn only."""
+    if transforms == "auto":
+        return frames > 1
+    return transforms == "half-turn"
+
+
 def check_precision(config: FitConfig) -> None:
     resolve_precision(config.train.precision)
 
@@ -108,6 +116,7 @@ def load_training_data(config: FitConfig) -> TrainingData:
         t.tiles_per_image,
         min_foreground=t.min_foreground,
         low_light=t.low_light,
+        half_turn=half_turn_augmentation(t.augment_transforms, frames),
     )
     camera = (config.data.camera_offset, config.data.camera_gain)
     if t.low_light > 1 and not data.has_camera and None in camera:
