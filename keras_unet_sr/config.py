@@ -167,7 +167,7 @@ class TrainConfig:
         tunable=True,
     )
     augment: bool = setting(
-        True, "random dihedral transforms (flips, 90-degree turns) of the tiles"
+        True, "random flips and turns of the tiles (which: --augment-transforms)"
     )
     augment_transforms: str = setting(
         "dihedral",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from keras_unet_sr.config import PIXEL_LOSSES
 from keras_unet_sr.model.layers import PACKAGE
 from keras_unet_sr.quality import image_quality
 
@@ -60,8 +61,8 @@ class SSIML1Loss(keras.losses.Loss):
         self.filter_sigma = float(filter_sigma)
         self.multiscale = bool(multiscale)
         self.power_factors = tuple(float(p) for p in power_factors)
-        if pixel not in ("l1", "l2"):
-            raise ValueError(f"pixel must be 'l1' or 'l2', got {pixel!r}")
+        if pixel not in PIXEL_LOSSES:
+            raise ValueError(f"pixel must be one of {PIXEL_LOSSES}, got {pixel!r}")
         self.pixel = pixel
 
     def call(self, y_true, y_pred):
@@ -69,9 +70,9 @@ class SSIML1Loss(keras.losses.Loss):
         y_pred = tf.cast(y_pred, tf.float32)
         error = y_true - y_pred
         error = tf.abs(error) if self.pixel == "l1" else tf.square(error)
-        l1 = tf.reduce_mean(error, axis=(-3, -2, -1))
+        pixel_term = tf.reduce_mean(error, axis=(-3, -2, -1))
         if self.alpha == 0.0:
-            return l1
+            return pixel_term
         if self.multiscale:
             similarity = image_quality.ms_ssim(
                 y_true,
@@ -85,7 +86,7 @@ class SSIML1Loss(keras.losses.Loss):
             similarity = image_quality.ssim(
                 y_true, y_pred, self.max_val, self.filter_size, self.filter_sigma
             )
-        return self.alpha * (1.0 - similarity) + (1.0 - self.alpha) * l1
+        return self.alpha * (1.0 - similarity) + (1.0 - self.alpha) * pixel_term
 
     def get_config(self):
         return {
