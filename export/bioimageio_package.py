@@ -53,7 +53,9 @@ class _NetworkModule:
 
     def serve(self, tiles: tf.Tensor) -> dict[str, tf.Tensor]:
         model, plan = self.predictor.model, self.predictor.plan
-        return {OUTPUT_ID: tiled_predict(model, tiles, plan, percentiles=None)}
+        transforms = self.predictor.test_time_transforms
+        output = tiled_predict(model, tiles, plan, None, transforms=transforms)
+        return {OUTPUT_ID: output}
 
 
 def check_package_path(out: str | os.PathLike) -> Path:
@@ -271,6 +273,7 @@ def export_bioimageio(
     tile: int | None = None,
     overlap: int | None = None,
     batch_size: int | None = None,
+    test_time_transforms: str | None = None,
 ) -> Path:
     """Write a validated BioImage Model Zoo package to `out` (a new `.zip`).
 
@@ -282,6 +285,8 @@ def export_bioimageio(
         tile: Tile side of the weights' graph.
         overlap: Tile overlap.
         batch_size: Tiles per model call.
+        test_time_transforms: Test-time averaging inside the weights' graph
+            (default: the model's).
 
     Returns:
         The package path. Nothing is written when validation fails.
@@ -295,7 +300,13 @@ def export_bioimageio(
             'pip install "keras-unet-sr[bioimageio]"'
         ) from error
     out = check_package_path(out)
-    predictor = Predictor(model, tile=tile, overlap=overlap, batch_size=batch_size)
+    predictor = Predictor(
+        model,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        test_time_transforms=test_time_transforms,
+    )
     with tempfile.TemporaryDirectory(prefix="bioimageio-") as tmp:
         folder = Path(tmp)
         files = bioimageio_files.write_files(predictor, sample, info, folder / "pkg")

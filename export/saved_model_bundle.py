@@ -12,10 +12,12 @@ Signatures (all `tensorflow/serving/predict`):
 * `predict_uint16`: the same for uint16 camera images (half the bytes on the
   wire); a signature has one dtype, so integer data other than uint16 is
   sent as float32 (exact up to 2**24).
-* `tiles`: the plain model on normalized `(k, t, t, frames)` tiles, `t` a
-  multiple of `size_multiple` -> `sr_tiles`.
+* `tiles`: the model on normalized `(k, t, t, frames)` tiles, `t` a
+  multiple of `size_multiple` -> `sr_tiles`, with the same test-time
+  averaging as the whole-image signatures.
 * `metadata`: no inputs; returns scale, frames, frame subset, tile, overlap,
-  halo, size multiple, percentiles and the package version.
+  halo, size multiple, percentiles, test-time transforms and the package
+  version.
 
 `assets.extra/tf_serving_warmup_requests` holds realistic requests, replayed
 by TF-Serving (and `keras-unet-sr serve`) before a version goes live.
@@ -43,6 +45,7 @@ from keras_unet_sr.export import bundle_layout, serving_protocol
 from keras_unet_sr.files.atomic import atomic_path
 from keras_unet_sr.files.folders import make_output_folder
 from keras_unet_sr.inference.predictor import Predictor
+from keras_unet_sr.inference.transforms import averaged_prediction
 from keras_unet_sr.model.unet import SuperResolutionUNet
 from keras_unet_sr.progress import track
 
@@ -107,7 +110,8 @@ class ServingModule:
         return {"sr_image": _like_input(output, image)}
 
     def tiles(self, tiles: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"sr_tiles": tf.cast(self.model(tiles, training=False), tf.float32)}
+        transforms = self.predictor.test_time_transforms
+        return {"sr_tiles": averaged_prediction(self.model, tiles, transforms)}
 
     def metadata(self) -> dict[str, tf.Tensor]:
         info = bundle_metadata(self.predictor)
@@ -132,6 +136,7 @@ def bundle_metadata(predictor: Predictor) -> dict:
         "halo": np.int32(model.halo),
         "size_multiple": np.int32(model.size_multiple),
         "percentiles": np.asarray(model.percentiles, np.float32),
+        "test_time_transforms": predictor.test_time_transforms,
         "keras_unet_sr_version": __version__,
     }
 
@@ -170,6 +175,7 @@ def export_bundle(
     overlap: int | None = None,
     batch_size: int | None = None,
     warmup_sizes: Sequence[tuple[int, int]] = DEFAULT_WARMUP_SIZES,
+    test_time_transforms: str | None = None,
 ) -> Path:
     """Write `base_dir/<version>/`, atomically, and `base_dir/models.config`.
 
@@ -182,6 +188,8 @@ def export_bundle(
         overlap: Tile overlap.
         batch_size: Tiles per model call.
         warmup_sizes: `(H, W)` of the recorded warmup requests.
+        test_time_transforms: Test-time averaging inside the graph
+            (default: the model's).
 
     Returns:
         The version folder.
@@ -201,7 +209,13 @@ def export_bundle(
         )
     model_name = model_name or base.name
 
-    predictor = Predictor(model, tile=tile, overlap=overlap, batch_size=batch_size)
+    predictor = Predictor(
+        model,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        test_time_transforms=test_time_transforms,
+    )
     module = ServingModule(predictor)
     archive = keras.export.ExportArchive()
     archive.track(model)

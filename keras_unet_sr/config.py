@@ -29,6 +29,8 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 UPSAMPLINGS = ("subpixel", "input")
 PIXEL_LOSSES = ("l1", "l2")
 AUGMENT_TRANSFORMS = ("auto", "dihedral", "half-turn")
+# Test-time averaging over flips and turns (`inference.transforms`).
+TEST_TIME_TRANSFORMS = ("none", "half-turn", "turns", "dihedral")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -141,6 +143,13 @@ class ModelConfig:
         maximum=100.0,
         length=2,
         increasing=True,
+    )
+    test_time_transforms: str = setting(
+        "dihedral",
+        "prediction averaged over flips and turns of each tile: 'dihedral' "
+        "(8 model calls per tile), 'turns' (4), 'half-turn' (2) or 'none'. "
+        "Stored with the model; predict and export can override it",
+        choices=TEST_TIME_TRANSFORMS,
     )
 
 

@@ -30,9 +30,15 @@ SIGNATURES = {"serving_default", "predict_uint16", "tiles", "metadata"}
 
 
 def sim3_model() -> SuperResolutionUNet:
-    """A tiny x2 model reading frames 0, 5, 10 of a 15-frame stack."""
+    """A tiny x2 model reading frames 0, 5, 10 of a 15-frame stack, with
+    a test-time average in its graphs (the half turn: two model calls)."""
     model = SuperResolutionUNet(
-        frames=3, scale=2, depth=2, filters=4, frame_subset=(0, 5, 10)
+        frames=3,
+        scale=2,
+        depth=2,
+        filters=4,
+        frame_subset=(0, 5, 10),
+        test_time_transforms="half-turn",
     )
     head = model.get_layer("head").kernel
     head.assign(tf.random.normal(head.shape, stddev=0.1, seed=3))
@@ -108,6 +114,7 @@ def test_serving_default_equals_local_predict(bundle, rng):
     metadata = {k: v.numpy() for k, v in loaded.signatures["metadata"]().items()}
     assert metadata["scale"] == 2 and metadata["frames"] == 3
     assert list(metadata["frame_subset"]) == [0, 5, 10] and metadata["tile"] == 128
+    assert metadata["test_time_transforms"] == b"half-turn"
 
 
 def test_tf1_session_path_by_signature_tensor_names(bundle, rng):

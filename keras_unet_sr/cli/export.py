@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch,
         warmup_sizes=sizes,
+        test_time_transforms=args.test_time_transforms,
     )
     print(f"Exported {args.model} to {version_dir}")
     print(f"TF-Serving config: {version_dir.parent / 'models.config'}")
@@ -157,6 +158,7 @@ def run_bioimageio(args: argparse.Namespace) -> int:
         tile=args.tile,
         overlap=args.overlap,
         batch_size=args.batch,
+        test_time_transforms=args.test_time_transforms,
     )
     print(
         f"Exported {args.model} to {package} (bioimage.io model, tested with "

@@ -153,6 +153,13 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch", type=POSITIVE, help="tiles per model call (default 1)"
     )
     group.add_argument(
+        "--test-time-transforms",
+        choices=cfg.TEST_TIME_TRANSFORMS,
+        help="average each tile's prediction over flips and turns: dihedral "
+        "(8 model calls), turns (4), half-turn (2), none (default: the "
+        "model's own, fit --test-time-transforms, dihedral unless set)",
+    )
+    group.add_argument(
         "--precision",
         choices=cfg.PRECISIONS,
         default="float32",
@@ -165,7 +172,14 @@ def local_backend(args: argparse.Namespace):
     """The in-process predictor the tiling options describe."""
     from keras_unet_sr.inference.file_prediction import LocalBackend
 
-    return LocalBackend(args.model, args.tile, args.overlap, args.batch, args.precision)
+    return LocalBackend(
+        args.model,
+        args.tile,
+        args.overlap,
+        args.batch,
+        args.precision,
+        test_time_transforms=args.test_time_transforms,
+    )
 
 
 def default_model_name(model: str) -> str:

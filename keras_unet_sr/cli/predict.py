@@ -51,8 +51,12 @@ def run(args: argparse.Namespace) -> int:
         from keras_unet_sr.export.serving_protocol import tune_malloc_for_large_messages
 
         tune_malloc_for_large_messages()
-        if any(v is not None for v in (args.tile, args.overlap, args.batch)):
-            raise UserError("--tile/--overlap/--batch are fixed in the exported bundle")
+        fixed = (args.tile, args.overlap, args.batch, args.test_time_transforms)
+        if any(v is not None for v in fixed):
+            raise UserError(
+                "--tile/--overlap/--batch/--test-time-transforms are fixed in "
+                "the exported bundle"
+            )
         name = args.model_name or options.default_model_name(args.model)
         if args.server.startswith(("http://", "https://")):
             from keras_unet_sr.export.rest_client import RestBackend

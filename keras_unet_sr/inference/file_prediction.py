@@ -37,13 +37,18 @@ class LocalBackend:
         overlap: int | None = None,
         batch_size: int | None = None,
         precision: str = "float32",
+        test_time_transforms: str | None = None,
     ):
         from keras_unet_sr.inference.predictor import Predictor, load_model
 
         model = load_model_checked(model_path, lambda path: load_model(path, precision))
         try:
             self.predictor = Predictor(
-                model, tile=tile, overlap=overlap, batch_size=batch_size
+                model,
+                tile=tile,
+                overlap=overlap,
+                batch_size=batch_size,
+                test_time_transforms=test_time_transforms,
             )
         except ValueError as error:
             raise UserError(f"tiling: {error}") from error

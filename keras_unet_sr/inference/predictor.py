@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_unet_sr.data.frames import select_frames
 from keras_unet_sr.inference.tiling import TilingPlan, plan_for_model, tiled_predict
+from keras_unet_sr.inference.transforms import TRANSFORMS
 from keras_unet_sr.model.precision import resolve_precision
 from keras_unet_sr.model.unet import SuperResolutionUNet
 
@@ -26,6 +27,9 @@ class Predictor:
         overlap: Tile overlap (default: exact, from the model's halo).
         batch_size: Tiles per model call.
         jit_compile: Compile the whole graph with XLA.
+        test_time_transforms: Average each tile's prediction over these
+            flips and turns (`inference.transforms.TRANSFORMS`); default: the
+            model's own `test_time_transforms`.
     """
 
     def __init__(
@@ -35,8 +39,17 @@ class Predictor:
         overlap: int | None = None,
         batch_size: int | None = None,
         jit_compile: bool = False,
+        test_time_transforms: str | None = None,
     ):
         self.model = model
+        if test_time_transforms is None:
+            test_time_transforms = getattr(model, "test_time_transforms", "none")
+        if test_time_transforms not in TRANSFORMS:
+            raise ValueError(
+                f"test_time_transforms must be one of {', '.join(TRANSFORMS)}, "
+                f"got {test_time_transforms!r}"
+            )
+        self.test_time_transforms = test_time_transforms
         self.plan: TilingPlan = plan_for_model(
             model, tile=tile, overlap=overlap, batch_size=batch_size
         )
@@ -58,7 +71,13 @@ class Predictor:
         """Raw `(B, H, W, F)` stacks -> `(B, s*H, s*W, C)` in input units."""
         model = self.model
         images = select_frames(images, model.frames, model.frame_subset)
-        return tiled_predict(model, images, self.plan, model.percentiles)
+        return tiled_predict(
+            model,
+            images,
+            self.plan,
+            model.percentiles,
+            transforms=self.test_time_transforms,
+        )
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Predict one `(H, W, F)` image or a `(B, H, W, F)` batch (numpy).

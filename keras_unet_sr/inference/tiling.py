@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 import tensorflow as tf
 
 from keras_unet_sr.data.normalization import percentile_range, safe_scale
+from keras_unet_sr.inference.transforms import averaged_prediction
 
 # Chosen by measurement (benchmarks/run.py --sweep, 2-core CPU): 768-pixel
 # tiles one at a time reached 0.88 of the untiled model's throughput on
@@ -222,6 +223,7 @@ def tiled_predict(
     images: tf.Tensor,
     plan: TilingPlan,
     percentiles: Sequence[float] | None = (1.0, 99.8),
+    transforms: str = "none",
 ) -> tf.Tensor:
     """Predict whole images of any size through overlapping tiles.
 
@@ -242,6 +244,8 @@ def tiled_predict(
         percentiles: Per-image normalization percentiles (the model's);
             the output is mapped back to the input's intensity units.
             `None` feeds the images through unnormalized.
+        transforms: Test-time averaging of each tile's output over flips
+            and turns (a key of `inference.transforms.TRANSFORMS`).
 
     Returns:
         `(B, scale*H, scale*W, C)` float32.
@@ -288,7 +292,7 @@ def tiled_predict(
             tiles = (tf.cast(tf.gather_nd(images, index), tf.float32) - low[b]) / scale[
                 b
             ]
-            predicted = tf.cast(model(tiles, training=False), tf.float32) * window
+            predicted = averaged_prediction(model, tiles, transforms) * window
             return start + plan.batch_size, parts.write(
                 start // plan.batch_size, predicted
             )

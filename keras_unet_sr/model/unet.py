@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_unet_sr.config import TEST_TIME_TRANSFORMS
 from keras_unet_sr.config import field as config_field
 from keras_unet_sr.model.layers import (
     PACKAGE,
@@ -113,6 +114,12 @@ class SuperResolutionUNet(keras.Model):
             (e.g. `(0, 5, 10)` for SIM3 out of 15 frames); `None` when it
             reads all `frames`. Stored so prediction and serving accept the
             full stack the microscope writes.
+        test_time_transforms: What whole-image prediction averages each
+            tile's output over (`inference.transforms.TRANSFORMS`: `"none"`,
+            `"half-turn"`, `"turns"`, `"dihedral"`); not part of the network
+            (training and `model(x)` never average). Stored so prediction,
+            serving and the Model Zoo package predict alike. Models saved
+            before it existed load with `"none"`, as they predicted then.
         dtype: Dtype policy for the layers (e.g. `"mixed_float16"`); the
             output layer always computes in float32.
         name: Model name.
@@ -137,6 +144,7 @@ class SuperResolutionUNet(keras.Model):
         residual_interpolation: str = "bicubic",
         percentiles: Sequence[float] = (1.0, 99.8),
         frame_subset: Sequence[int] | None = None,
+        test_time_transforms: str = "none",
         dtype=None,
         name: str = "super_resolution_unet",
         **kwargs,
@@ -157,6 +165,11 @@ class SuperResolutionUNet(keras.Model):
             residual_interpolation=residual_interpolation,
             percentiles=percentiles,
         )
+        if test_time_transforms not in TEST_TIME_TRANSFORMS:
+            raise ValueError(
+                f"test_time_transforms must be one of "
+                f"{', '.join(TEST_TIME_TRANSFORMS)}, got {test_time_transforms!r}"
+            )
         # Resolve the policy now: the functional base class does not keep it.
         dtype = (
             keras.config.dtype_policy()
@@ -277,6 +290,7 @@ class SuperResolutionUNet(keras.Model):
         self.frame_subset = (
             None if frame_subset is None else tuple(int(f) for f in frame_subset)
         )
+        self.test_time_transforms = test_time_transforms
 
     @property
     def size_multiple(self) -> int:
@@ -327,6 +341,7 @@ class SuperResolutionUNet(keras.Model):
             "frame_subset": None
             if self.frame_subset is None
             else list(self.frame_subset),
+            "test_time_transforms": self.test_time_transforms,
         }
 
     @classmethod
