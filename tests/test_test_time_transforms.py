@@ -172,3 +172,26 @@ def test_predict_cli_overrides_the_models_choice(tmp_path, capsys, rng):
     assert "--test-time-transforms are fixed in the exported bundle" in (
         capsys.readouterr().err
     )
+
+
+def test_in_a_graph_each_call_waits_for_the_previous_one():
+    """Independent calls could run at once (8x the activations); each
+    orientation's input is ordered after the running sum of the last."""
+    seen = []
+
+    def recording(x, training=False):
+        seen.append(x)
+        return x * 2.0
+
+    tf.function(
+        lambda x: averaged_prediction(recording, x, "dihedral")
+    ).get_concrete_function(tf.TensorSpec((1, 8, 8, 1), tf.float32))
+
+    def waits(tensor, depth=4):
+        op = tensor.op
+        if op.control_inputs:
+            return True
+        return depth > 0 and any(waits(t, depth - 1) for t in op.inputs)
+
+    assert len(seen) == 8
+    assert not waits(seen[0]) and all(waits(x) for x in seen[1:])

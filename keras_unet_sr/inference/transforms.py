@@ -60,7 +60,7 @@ def averaged_prediction(
     """`model(tiles)` in float32, averaged over the named set of transforms.
 
     One model call per transform (not one call on a batch of all of them),
-    so memory stays that of a single orientation.
+    in sequence, so memory stays that of a single orientation.
 
     Args:
         model: Maps `(B, t, t', F)` tiles to `(B, s*t, s*t', C)`.
@@ -74,7 +74,11 @@ def averaged_prediction(
         )
     total = None
     for op in TRANSFORMS[transforms]:
-        out = tf.cast(model(transform(tiles, op), training=False), tf.float32)
+        # In a graph the calls are independent ops, which the executor may
+        # run at once (8x the activations); each waits for the running sum.
+        with tf.control_dependencies([] if total is None else [total]):
+            turned = transform(tf.identity(tiles), op)
+        out = tf.cast(model(turned, training=False), tf.float32)
         out = invert(out, op)
         total = out if total is None else total + out
     return total / len(TRANSFORMS[transforms])
