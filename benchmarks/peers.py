@@ -358,7 +358,11 @@ def run_peers(
         folds = [f for f in folds if f not in ("dlsim15", "sim3")]
     flags = cpu_flags()
     precision = resolve_precision(train.precision)
-    print(f"peers            cpu flags: {flags}; project {precision}, CARE float32")
+    averaging = FitConfig().model.test_time_transforms
+    print(
+        f"peers            cpu flags: {flags}; project {precision}, test-time "
+        f"average {averaging}; CARE float32, none (its documented predict)"
+    )
     python, versions = care_python()
     tiles = budget["epochs"] * budget["steps"] * budget["batch"]
     print(

@@ -94,7 +94,8 @@ def write_files(
     tifffile.imwrite(files.sample_input, shown[np.newaxis].astype(np.float32))
     tifffile.imwrite(files.sample_output, shown_output[np.newaxis])
     iio.imwrite(files.cover, _cover(shown, shown_output, model.scale))
-    files.readme.write_text(readme_text(model, info), encoding="utf-8")
+    readme = readme_text(model, info, predictor.test_time_transforms)
+    files.readme.write_text(readme, encoding="utf-8")
     return files
 
 
@@ -139,7 +140,18 @@ def _metrics_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def readme_text(model, info: PackageInfo) -> str:
+def _averaging(transforms: str) -> str:
+    calls = {"none": 1, "half-turn": 2, "turns": 4, "dihedral": 8}[transforms]
+    if calls == 1:
+        return "none (one network call per tile)"
+    return (
+        f"`{transforms}`: each tile is predicted in {calls} orientations "
+        f"(flips/turns), turned back and averaged inside the graph ({calls} "
+        "network calls per tile)"
+    )
+
+
+def readme_text(model, info: PackageInfo, test_time_transforms: str = "none") -> str:
     """The package's documentation: what it does, on what, how well, limits."""
     low, high = model.percentiles
     subset = model.frame_subset
@@ -174,6 +186,7 @@ def readme_text(model, info: PackageInfo) -> str:
         "low percentile to get camera units (keras-unet-sr's own `predict` does).",
         f"- The weights' graph tiles any image inside (exact overlap, halo "
         f"{model.halo} input pixels), so whole images can be passed.",
+        f"- Test-time averaging: {_averaging(test_time_transforms)}.",
         "",
         "## Training data",
         "",

@@ -185,11 +185,22 @@ def _cite(text: str, link: str):
     return v0_5.CiteEntry(text=text, doi=v0_5.Doi(link.removeprefix("doi:")))
 
 
-def describe(model: SuperResolutionUNet, info: PackageInfo, files, weights: Path):
-    """The model RDF (a validated `bioimageio.spec` description)."""
+def describe(
+    model: SuperResolutionUNet,
+    info: PackageInfo,
+    files,
+    weights: Path,
+    test_time_transforms: str | None = None,
+):
+    """The model RDF (a validated `bioimageio.spec` description);
+    `test_time_transforms`: what the weights' graph averages over, when
+    export overrode the model's own."""
     from bioimageio.spec.model import v0_5
 
     inputs, outputs = _tensors(model, files, info.pixel_size_nm)
+    model_config = model.get_config()
+    if test_time_transforms is not None:
+        model_config["test_time_transforms"] = test_time_transforms
     return v0_5.ModelDescr(
         name=info.name,
         description=info.description,
@@ -221,7 +232,7 @@ def describe(model: SuperResolutionUNet, info: PackageInfo, files, weights: Path
             **{
                 "keras_unet_sr": {
                     "version": __version__,
-                    "model_config": json.loads(json.dumps(model.get_config())),
+                    "model_config": json.loads(json.dumps(model_config)),
                     "halo": model.halo,
                     "size_multiple": model.size_multiple,
                 }
@@ -230,7 +241,7 @@ def describe(model: SuperResolutionUNet, info: PackageInfo, files, weights: Path
     )
 
 
-def _checked_description(model, info, files, weights, out: Path):
+def _checked_description(model, info, files, weights, out: Path, transforms: str):
     """`describe`, with the spec's first complaint as one line."""
     import pydantic
     from bioimageio.spec.model import v0_5
@@ -243,7 +254,7 @@ def _checked_description(model, info, files, weights, out: Path):
             "accepts (e.g. CC-BY-4.0, MIT, BSD-3-Clause)"
         ) from None
     try:
-        return describe(model, info, files, weights)
+        return describe(model, info, files, weights, transforms)
     except pydantic.ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "description"
@@ -311,7 +322,9 @@ def export_bioimageio(
         folder = Path(tmp)
         files = bioimageio_files.write_files(predictor, sample, info, folder / "pkg")
         weights = _saved_model_zip(predictor, folder / "pkg")
-        descr = _checked_description(model, info, files, weights, out)
+        descr = _checked_description(
+            model, info, files, weights, out, predictor.test_time_transforms
+        )
         package = save_bioimageio_package(descr, output_path=folder / "package.zip")
         # bioimageio.core unpacks the weights into the working folder.
         with contextlib.chdir(folder):

@@ -24,10 +24,16 @@ ruyaml = pytest.importorskip("ruyaml")  # bioimageio.spec's YAML library
 
 @pytest.fixture(scope="module")
 def sim3_model(tmp_path_factory):
-    """A frame-subset model (frames 0, 5, 10 of 15) with a run folder."""
+    """A frame-subset model (frames 0, 5, 10 of 15) with a run folder, with
+    a test-time average (the half turn: two calls) in the weights' graph."""
     run = tmp_path_factory.mktemp("run")
     model = SuperResolutionUNet(
-        frames=3, scale=2, depth=1, filters=4, frame_subset=(0, 5, 10)
+        frames=3,
+        scale=2,
+        depth=1,
+        filters=4,
+        frame_subset=(0, 5, 10),
+        test_time_transforms="half-turn",
     )
     model.save(run / "model.keras")
     (run / "config.json").write_text(json.dumps({"data": {"source": "synthetic:sim3"}}))
@@ -125,12 +131,16 @@ def test_the_description_says_what_our_predict_does(package):
     assert rdf["authors"][0] == {"name": "Jane Doe", "email": "jane@example.org"}
     assert rdf["cite"][0]["doi"] == "10.1000/xyz123"
     assert rdf["config"]["keras_unet_sr"]["model_config"]["frame_subset"] == [0, 5, 10]
+    assert rdf["config"]["keras_unet_sr"]["model_config"]["test_time_transforms"] == (
+        "half-turn"
+    )
     with zipfile.ZipFile(package["zip"]) as archive:
         readme = archive.read(rdf["documentation"]["source"]).decode()
         names = set(archive.namelist())
     assert {rdf["covers"][0]["source"], "test_input.npy", "sample_input.tif"} <= names
     assert "## Validation" in readme and "| this model | 30.50 | 0.9000 |" in readme
     assert "sim3" in readme  # the training data, from the run's config.json
+    assert "predicted in 2 orientations" in readme
 
 
 def test_test_tensors_are_our_predict_on_the_sample(package, tmp_path):

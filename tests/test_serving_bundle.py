@@ -3,6 +3,7 @@ session path, warmup records, atomic versions, and a full gRPC round trip."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -309,3 +310,33 @@ def test_real_tensorflow_model_server_serves_the_bundle(bundle, rng, tmp_path):
     finally:
         process.terminate()
         process.wait()
+
+
+def test_the_tiles_signature_averages_and_export_can_override(bundle, tmp_path, rng):
+    from keras_unet_sr.inference.transforms import averaged_prediction
+
+    model = bundle["model"]
+    loaded = tf.saved_model.load(str(bundle["version"]))
+    tiles = tf.constant(rng.random((2, 32, 48, 3)).astype(np.float32))
+    got = loaded.signatures["tiles"](tiles=tiles)["sr_tiles"].numpy()
+    averaged = averaged_prediction(model, tiles, "half-turn").numpy()
+    np.testing.assert_allclose(got, averaged, rtol=1e-5, atol=1e-5)
+    plain = model(tiles).numpy()
+    assert np.abs(averaged - plain).max() > 1e-3  # the average is not the model
+
+    version = export_bundle(
+        model, tmp_path / "plain", test_time_transforms="none", warmup_sizes=()
+    )
+    loaded = tf.saved_model.load(str(version))
+    metadata = {k: v.numpy() for k, v in loaded.signatures["metadata"]().items()}
+    assert metadata["test_time_transforms"] == b"none"
+    info = json.loads(
+        (version / "assets.extra" / bundle_layout.METADATA_FILE).read_text()
+    )
+    assert info["model_config"]["test_time_transforms"] == "none"
+    stack = camera_image(rng, 40, 36).astype(np.float32)
+    served = loaded.signatures["serving_default"](image=tf.constant(stack))
+    expected = Predictor(model, test_time_transforms="none")(stack)
+    np.testing.assert_allclose(
+        served["sr_image"].numpy(), expected, rtol=1e-5, atol=1e-4
+    )

@@ -157,7 +157,8 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
         choices=cfg.TEST_TIME_TRANSFORMS,
         help="average each tile's prediction over flips and turns: dihedral "
         "(8 model calls), turns (4), half-turn (2), none (default: the "
-        "model's own, fit --test-time-transforms, dihedral unless set)",
+        "model's own, from fit --test-time-transforms: dihedral unless set "
+        "there; none for models saved before the option)",
     )
     group.add_argument(
         "--precision",
