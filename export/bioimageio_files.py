@@ -15,6 +15,7 @@ from keras_unet_sr.data.normalization import percentile_range, safe_scale
 from keras_unet_sr.errors import UserError
 from keras_unet_sr.export.bioimageio_sources import PackageInfo
 from keras_unet_sr.inference.predictor import Predictor
+from keras_unet_sr.inference.transforms import TRANSFORMS
 
 # Input sides (rounded down to the size multiple) of the test and sample crops.
 TEST_SIDE = 96
@@ -141,7 +142,7 @@ def _metrics_lines(metrics: dict) -> list[str]:
 
 
 def _averaging(transforms: str) -> str:
-    calls = {"none": 1, "half-turn": 2, "turns": 4, "dihedral": 8}[transforms]
+    calls = len(TRANSFORMS[transforms])
     if calls == 1:
         return "none (one network call per tile)"
     return (

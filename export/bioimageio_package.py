@@ -190,17 +190,15 @@ def describe(
     info: PackageInfo,
     files,
     weights: Path,
-    test_time_transforms: str | None = None,
+    model_config: dict | None = None,
 ):
     """The model RDF (a validated `bioimageio.spec` description);
-    `test_time_transforms`: what the weights' graph averages over, when
-    export overrode the model's own."""
+    `model_config`: what the RDF records (default `model.get_config()`;
+    `Predictor.model_config()` where export overrode the averaging)."""
     from bioimageio.spec.model import v0_5
 
     inputs, outputs = _tensors(model, files, info.pixel_size_nm)
-    model_config = model.get_config()
-    if test_time_transforms is not None:
-        model_config["test_time_transforms"] = test_time_transforms
+    model_config = model.get_config() if model_config is None else model_config
     return v0_5.ModelDescr(
         name=info.name,
         description=info.description,
@@ -241,7 +239,7 @@ def describe(
     )
 
 
-def _checked_description(model, info, files, weights, out: Path, transforms: str):
+def _checked_description(model, info, files, weights, out: Path, model_config: dict):
     """`describe`, with the spec's first complaint as one line."""
     import pydantic
     from bioimageio.spec.model import v0_5
@@ -254,7 +252,7 @@ def _checked_description(model, info, files, weights, out: Path, transforms: str
             "accepts (e.g. CC-BY-4.0, MIT, BSD-3-Clause)"
         ) from None
     try:
-        return describe(model, info, files, weights, transforms)
+        return describe(model, info, files, weights, model_config)
     except pydantic.ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "description"
@@ -323,7 +321,7 @@ def export_bioimageio(
         files = bioimageio_files.write_files(predictor, sample, info, folder / "pkg")
         weights = _saved_model_zip(predictor, folder / "pkg")
         descr = _checked_description(
-            model, info, files, weights, out, predictor.test_time_transforms
+            model, info, files, weights, out, predictor.model_config()
         )
         package = save_bioimageio_package(descr, output_path=folder / "package.zip")
         # bioimageio.core unpacks the weights into the working folder.

@@ -240,12 +240,7 @@ def export_bundle(
         info = {
             k: np.asarray(v).tolist() for k, v in bundle_metadata(predictor).items()
         }
-        # The graph's averaging, also where export overrode the model's.
-        transforms = predictor.test_time_transforms
-        info["model_config"] = {
-            **model.get_config(),
-            "test_time_transforms": transforms,
-        }
+        info["model_config"] = predictor.model_config()
         (staging / "assets.extra" / METADATA_FILE).write_text(
             json.dumps(info, indent=2)
         )

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_unet_sr.data.frames import select_frames
 from keras_unet_sr.inference.tiling import TilingPlan, plan_for_model, tiled_predict
-from keras_unet_sr.inference.transforms import TRANSFORMS
+from keras_unet_sr.inference.transforms import check_transforms
 from keras_unet_sr.model.precision import resolve_precision
 from keras_unet_sr.model.unet import SuperResolutionUNet
 
@@ -44,17 +44,21 @@ class Predictor:
         self.model = model
         if test_time_transforms is None:
             test_time_transforms = getattr(model, "test_time_transforms", "none")
-        if test_time_transforms not in TRANSFORMS:
-            raise ValueError(
-                f"test_time_transforms must be one of {', '.join(TRANSFORMS)}, "
-                f"got {test_time_transforms!r}"
-            )
-        self.test_time_transforms = test_time_transforms
+        self.test_time_transforms = check_transforms(test_time_transforms)
         self.plan: TilingPlan = plan_for_model(
             model, tile=tile, overlap=overlap, batch_size=batch_size
         )
         self.jit_compile = jit_compile
         self._graph_fns: dict[tf.DType, tf.types.experimental.GenericFunction] = {}
+
+    def model_config(self) -> dict:
+        """The model's `get_config()` with the averaging this predictor's
+        graph does (an export may override the model's own): what exported
+        metadata records."""
+        return {
+            **self.model.get_config(),
+            "test_time_transforms": self.test_time_transforms,
+        }
 
     def graph_fn(self, images: tf.Tensor) -> tf.Tensor:
         """`predict_graph`, traced once per input dtype for any shape: camera

@@ -54,6 +54,16 @@ def invert(x: tf.Tensor, op: tuple[bool, bool, bool]) -> tf.Tensor:
     return _transpose(_reverse(x, flip_rows, flip_cols), transpose)
 
 
+def check_transforms(transforms: str) -> str:
+    """`transforms` if it names a set of `TRANSFORMS`, else a ValueError."""
+    if transforms not in TRANSFORMS:
+        raise ValueError(
+            f"test_time_transforms must be one of {', '.join(TRANSFORMS)}, "
+            f"got {transforms!r}"
+        )
+    return transforms
+
+
 def averaged_prediction(
     model: Callable[..., tf.Tensor], tiles: tf.Tensor, transforms: str = "none"
 ) -> tf.Tensor:
@@ -67,11 +77,7 @@ def averaged_prediction(
         tiles: Normalized input tiles.
         transforms: A key of `TRANSFORMS`.
     """
-    if transforms not in TRANSFORMS:
-        raise ValueError(
-            f"test_time_transforms must be one of {', '.join(TRANSFORMS)}, "
-            f"got {transforms!r}"
-        )
+    check_transforms(transforms)
     total = None
     for op in TRANSFORMS[transforms]:
         # In a graph the calls are independent ops, which the executor may
