@@ -298,7 +298,7 @@ def section_sweep(report: dict, size: int) -> None:
     print(
         f"sweep            float32 tiled inference, {size}x{size}x9 (Mpx/s of output):"
     )
-    for tile in (256, 384, 512, 768, 1024):
+    for tile in (256, 384, 512, 640, 768, 1024):
         for batch in (1, 2):
             result = child("inference", 1, size=size, tile=tile, batch_size=batch)
             ratio = result["tiled_mpx_s"] / result["untiled_mpx_s"]

@@ -142,7 +142,7 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     """Whole-image tiling options of `predict`, `evaluate` and `export`."""
     group = parser.add_argument_group("tiling")
     group.add_argument(
-        "--tile", type=POSITIVE, help="largest tile side in input pixels (default 768)"
+        "--tile", type=POSITIVE, help="largest tile side in input pixels (default 640)"
     )
     group.add_argument(
         "--overlap",

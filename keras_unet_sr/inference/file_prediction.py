@@ -169,7 +169,9 @@ def predict_files(
     written = []
     for path in track(files, "predict"):
         try:
-            image = tiff_io.read_frames(path, axes)
+            # One contiguous copy, the file's array freed: TF then uses it as it
+            # is instead of holding a second copy during the prediction.
+            image = np.ascontiguousarray(tiff_io.read_frames(path, axes))
             check_model_frames(image, backend.frames, backend.frame_subset, path)
             try:
                 result = np.asarray(backend(image), np.float32)
