@@ -32,6 +32,15 @@ AUGMENT_TRANSFORMS = ("auto", "dihedral", "half-turn")
 # Test-time averaging over flips and turns (`inference.transforms`).
 TEST_TIME_TRANSFORMS = ("none", "half-turn", "turns", "dihedral")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# The largest tile side of whole-image prediction (`inference.tiling`), in
+# input pixels. Chosen by measurement (2-core AMD EPYC, AVX-512-BF16,
+# float32): 640-pixel tiles one at a time predict 2048 x 2048 x 9 within
+# 2-5 % of 768-pixel ones and keep `predict` on 4096 x 4096 x 9 at 2.58 GiB
+# with the dihedral average (768: 3.28 GiB); 512 px cost 14 % in speed, and
+# 256 px reached 0.65 of the untiled model against 768's 0.88
+# (benchmarks/run.py --sweep). Larger batches of tiles were slower than one
+# at a time (`inference.tiling.DEFAULT_TILE_BATCH`).
+PREDICT_TILE = 640
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 

@@ -142,7 +142,9 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     """Whole-image tiling options of `predict`, `evaluate` and `export`."""
     group = parser.add_argument_group("tiling")
     group.add_argument(
-        "--tile", type=POSITIVE, help="largest tile side in input pixels (default 640)"
+        "--tile",
+        type=POSITIVE,
+        help=f"largest tile side in input pixels (default {cfg.PREDICT_TILE})",
     )
     group.add_argument(
         "--overlap",

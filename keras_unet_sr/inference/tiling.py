@@ -34,16 +34,10 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
+from keras_unet_sr.config import PREDICT_TILE as DEFAULT_TILE
 from keras_unet_sr.data.normalization import percentile_range, safe_scale
 from keras_unet_sr.inference.transforms import averaged_prediction
 
-# Chosen by measurement (2-core AMD EPYC, AVX-512-BF16, float32): 640-pixel
-# tiles one at a time predict 2048 x 2048 x 9 within 2-5 % of 768-pixel ones
-# and keep `predict` on 4096 x 4096 x 9 at 2.58 GiB with the dihedral average
-# (768: 3.28 GiB); 512 px cost 14 % in speed, and 256 px reached 0.65 of the
-# untiled model against 768's 0.88 (benchmarks/run.py --sweep). Larger
-# batches of tiles were slower than one at a time.
-DEFAULT_TILE = 640
 DEFAULT_TILE_BATCH = 1
 # Weight of a tile's guard band: small enough that a pixel seen without full
 # context contributes < 1e-4 of its error, large enough to divide by.
