@@ -2,17 +2,19 @@
 
     python benchmarks/run.py --quality --peers
     python benchmarks/run.py --peers --peer-epochs 1 --peer-steps 5 --peer-folds dlsim15
+    python benchmarks/run.py --only peers --project-set model.upsampling=input
 
 Folds: `dlsim15` and `sim3` (frames 0, 5, 10) leave each DL-SIM field out in
 turn; `sim9` and `widefield` train on the synthetic train split, test on its
 test split. Both systems read each training set from one TIFF folder (never
 holding a held-out image) and see the same tiles (epochs x steps x batch):
-the project with `FitConfig()` (data, frame subset and budget set), CARE
-with its documented defaults in its own virtualenv (care_runner.py), each
-training in a fresh process (measure.py: a second model in one process
-trains slower). Scores are computed here alike for both and the widefield
-baseline: plain, and registered (after the sub-pixel shift that best
-aligns prediction and target, borders cropped).
+the project with `FitConfig()` (data, frame subset and budget set, and any
+`--project-set` change: a candidate recipe), CARE with its documented
+defaults in its own virtualenv (care_runner.py), each training in a fresh
+process (measure.py: a second model in one process trains slower). Scores
+are computed here alike for both and the widefield baseline: plain, and
+registered (after the sub-pixel shift that best aligns prediction and
+target, borders cropped).
 """
 
 from __future__ import annotations
@@ -128,13 +130,15 @@ def _child(command: list[str], out: Path, env: dict | None = None) -> dict:
 
 def project_job(job_path: str) -> None:
     """In a child: fit with `FitConfig()` on the job's folder, then predict."""
-    from keras_unet_sr.config import FitConfig
+    from keras_unet_sr.config import FitConfig, set_value
     from keras_unet_sr.inference.predictor import Predictor, load_model
     from keras_unet_sr.training.fit import fit
 
     job = json.loads(Path(job_path).read_text())
     out = Path(job["out"])
     config = FitConfig()
+    for key, value in job["project_set"].items():  # a candidate recipe
+        set_value(config, key, value)
     config.data.source = job["source"]
     config.data.data_dir = str(out.parent / "tfds")  # the run's temp folder, not ~
     config.data.frame_subset = job["frame_subset"]
@@ -327,6 +331,7 @@ def run_peers(
     folds: list[str] | None = None,
     keep: bool = False,
     json_path: str | None = None,
+    project_set: dict[str, str] | None = None,
 ) -> dict:
     """The whole comparison; prints tables and goals, returns the results.
 
@@ -336,10 +341,13 @@ def run_peers(
         folds: Subset of `FOLDS` (default: all).
         keep: Keep the temporary folder (it is printed).
         json_path: Also write the results there as JSON.
+        project_set: `section.key` -> value changes to the project's
+            `FitConfig()` (a candidate recipe; CARE is unchanged).
     """
     from care_runner import care_python
 
-    from keras_unet_sr.config import FitConfig
+    from keras_unet_sr.config import FitConfig, set_value
+    from keras_unet_sr.errors import UserError
     from keras_unet_sr.model.precision import resolve_precision
 
     train = FitConfig().train  # the recipe of the day: read, never copied here
@@ -349,10 +357,18 @@ def run_peers(
         "batch": train.batch,
         "tile": train.tile,
         "seed": train.seed,
+        "project_set": project_set or {},  # read by project_job only
     }
     folds = folds or list(FOLDS)
     if set(folds) - set(FOLDS):
         raise SystemExit(f"--peer-folds: choose from {','.join(FOLDS)}")
+    for key, value in budget["project_set"].items():  # fail before CARE runs
+        try:
+            set_value(FitConfig(), key, value)
+        except KeyError:
+            raise SystemExit(f"--project-set {key}: no such setting") from None
+        except UserError as error:
+            raise SystemExit(f"--project-set {key}={value}: {error}") from None
     if not DLSIM.is_dir() and {"dlsim15", "sim3"} & set(folds):
         print(f"peers            {DLSIM} not found; skipping dlsim15 and sim3")
         folds = [f for f in folds if f not in ("dlsim15", "sim3")]
@@ -362,6 +378,7 @@ def run_peers(
     print(
         f"peers            cpu flags: {flags}; project {precision}, test-time "
         f"average {averaging}; CARE float32, none (its documented predict)"
+        + "".join(f"; project {k}={v}" for k, v in budget["project_set"].items())
     )
     python, versions = care_python()
     tiles = budget["epochs"] * budget["steps"] * budget["batch"]

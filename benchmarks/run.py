@@ -6,6 +6,8 @@
     python benchmarks/run.py --quality  # + fixed-budget training quality
     python benchmarks/run.py --quality --peers  # + side by side with CARE
     python benchmarks/run.py --only peers --peer-folds dlsim15,sim9
+    python benchmarks/run.py --only peers --peer-folds sim9 \
+        --project-set model.upsampling=input  # a candidate recipe against CARE
     python benchmarks/run.py --only compute,training
 
 Every figure is measured on this machine in this run, each in a fresh child
@@ -336,6 +338,13 @@ def main() -> None:
     parser.add_argument("--peer-folds", help="comma-separated subset of the peer folds")
     parser.add_argument("--keep", action="store_true", help="keep the peers' folder")
     parser.add_argument("--peer-json", help="also write the peers' results there")
+    parser.add_argument(
+        "--project-set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="peers: train the project with this change to FitConfig() (repeatable)",
+    )
     parser.add_argument("--inference-size", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=2, help="fresh runs per figure")
     args = parser.parse_args()
@@ -392,7 +401,10 @@ def main() -> None:
             print(
                 "peers            --peer-epochs/--peer-steps: a smoke run, peers only"
             )
-        run_peers(args.peer_epochs, args.peer_steps, folds, args.keep, args.peer_json)
+        changes = dict(item.partition("=")[::2] for item in args.project_set)
+        run_peers(
+            args.peer_epochs, args.peer_steps, folds, args.keep, args.peer_json, changes
+        )
 
 
 if __name__ == "__main__":
