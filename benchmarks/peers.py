@@ -30,16 +30,34 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from peer_report import (
+    INDENT,
+    LABELS,
+    SYSTEMS,
+    average,
+    cell,
+    goals,
+    print_summary,
+    score,
+)
 
 HERE = Path(__file__).resolve().parent
 DLSIM = HERE.parents[1] / "shared" / "data" / "dlsim-microtubules"
 FIELDS = ("mt_a", "mt_b", "mt_c")
 SIM3 = [0, 5, 10]
 FOLDS = ("dlsim15", "sim3", "sim9", "widefield")
-SYSTEMS = ("project", "care", "widefield")
-LABELS = {"project": "project", "care": "CARE", "widefield": "widefield"}
-INDENT = " " * 17
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+# What both systems must share: the fold's data and the budget (--peer-*).
+SHARED = {
+    "train.epochs",
+    "train.steps_per_epoch",
+    "train.batch",
+    "train.tile",
+    "train.seed",
+    "train.early_stopping_patience",
+    "data.source",
+    "data.frame_subset",
+}
 
 
 @dataclasses.dataclass
@@ -181,43 +199,6 @@ def widefield(low: np.ndarray, subset: list[int] | None, scale: int) -> np.ndarr
     return mean
 
 
-def score(prediction: np.ndarray, target: np.ndarray) -> dict:
-    """Plain and registered scores, and the shift that registers them."""
-    from error_bands import band_errors
-
-    from keras_unet_sr.quality.evaluation import (
-        evaluate_prediction,
-        evaluate_registered,
-    )
-
-    prediction = prediction.reshape(target.shape)
-    registered = evaluate_registered(prediction, target)
-    shift = [registered.pop("dy"), registered.pop("dx")]
-    return {
-        "plain": evaluate_prediction(prediction, target),
-        "registered": registered,
-        "shift": shift,
-        "bands": band_errors(prediction, target),
-    }
-
-
-def _cell(scores: dict) -> str:
-    p, r, (dy, dx) = scores["plain"], scores["registered"], scores["shift"]
-    return (
-        f"{p['psnr']:5.2f}/{p['ssim']:.3f} {r['psnr']:5.2f}/{r['ssim']:.3f} "
-        f"({dy:+.1f},{dx:+.1f})"
-    )
-
-
-def _average(values: list):
-    """Element-wise mean of equally nested dicts/lists of numbers."""
-    if isinstance(values[0], dict):
-        return {key: _average([v[key] for v in values]) for key in values[0]}
-    if isinstance(values[0], list):
-        return [_average(list(column)) for column in zip(*values, strict=True)]
-    return float(np.mean(values))
-
-
 def _validated(split: Split, timing: dict) -> str:
     names, total = timing["validation"], len(list(split.folder.glob("train/low/*")))
     held = split.tests[0][0] if len(split.tests) == 1 else "test"
@@ -248,7 +229,7 @@ def run_fold(fold: str, work: Path, budget: dict, python: Path) -> dict:
             baseline = widefield(np.load(low_path), split.subset, split.scale)
             row["widefield"] = score(baseline, target)
             rows.append(row)
-    mean = {system: _average([row[system] for row in rows]) for system in SYSTEMS}
+    mean = {system: average([row[system] for row in rows]) for system in SYSTEMS}
     frames = f"frames {SIM3}" if fold == "sim3" else "all frames"
     where = "leave-one-field-out" if len(splits) > 1 else "train split -> test split"
     print(
@@ -257,7 +238,7 @@ def run_fold(fold: str, work: Path, budget: dict, python: Path) -> dict:
     )
     print(f"{INDENT}{'image':19s}" + "".join(f"{LABELS[s]:36s}" for s in SYSTEMS))
     for row in [*rows, {"name": "mean", **mean}]:
-        cells = "".join(f"{_cell(row[s]):36s}" for s in SYSTEMS).rstrip()
+        cells = "".join(f"{cell(row[s]):36s}" for s in SYSTEMS).rstrip()
         print(f"{INDENT}{row['name'][:18]:19s}{cells}")
     print_bands(mean, INDENT)
     held = "; ".join(map(_validated, splits, timings["project"]))
@@ -270,59 +251,6 @@ def run_fold(fold: str, work: Path, budget: dict, python: Path) -> dict:
         + (f"; {bare} image(s) without its background filter)" if bare else ")")
     )
     return {"images": rows, "mean": mean, "timings": timings}
-
-
-def _speed(timings: list[dict]) -> str:
-    """Mean training seconds per model, and output Mpx/s over all predictions."""
-    train_s = np.mean([t["train_s"] for t in timings])
-    pixels = sum(t["output_px"] for t in timings)
-    return f"{train_s:8.1f} {pixels / sum(t['predict_s'] for t in timings) / 1e6:7.2f}"
-
-
-def print_summary(results: dict) -> None:
-    """One line per fold and system: mean scores, training time and speed."""
-    print(
-        f"peers summary    {'fold':10s} {'system':10s} {'PSNR / SSIM':16s} "
-        f"{'registered':16s} {'train s':>8s} {'Mpx/s':>7s}"
-    )
-    for fold, result in results.items():
-        for system in SYSTEMS:
-            p, r = (result["mean"][system][k] for k in ("plain", "registered"))
-            timings = result["timings"].get(system)
-            speed = _speed(timings) if timings else f"{'-':>8s} {'-':>7s}"
-            print(
-                f"{INDENT}{fold if system == 'project' else '':10s} "
-                f"{LABELS[system]:10s} {p['psnr']:6.2f} / {p['ssim']:.3f}   "
-                f"{r['psnr']:6.2f} / {r['ssim']:.3f}   {speed}"
-            )
-
-
-def goals(results: dict) -> list[dict]:
-    """The pass/short goals of the folds that ran (plain mean scores)."""
-    found = []
-
-    def goal(fold: str, text: str, ok: bool | None) -> None:
-        found.append({"fold": fold, "goal": text, "pass": ok})
-
-    plain = {
-        fold: {s: r["mean"][s]["plain"] for s in SYSTEMS} for fold, r in results.items()
-    }
-    for fold in ("dlsim15", "sim3", "sim9"):
-        if fold not in plain:
-            continue
-        mine, care = plain[fold]["project"], plain[fold]["care"]
-        text = f"PSNR {mine['psnr']:.2f} >= CARE {care['psnr']:.2f} + 1 dB"
-        goal(fold, text, mine["psnr"] >= care["psnr"] + 1)
-        if fold == "dlsim15":
-            text = f"SSIM {mine['ssim']:.3f} >= CARE {care['ssim']:.3f}"
-            goal(fold, text, mine["ssim"] >= care["ssim"])
-        if fold == "sim3" and "dlsim15" in plain:
-            own = plain["dlsim15"]["project"]["psnr"]
-            text = f"PSNR {mine['psnr']:.2f} within 1 dB of 15 frames' {own:.2f}"
-            goal(fold, text, mine["psnr"] >= own - 1)
-        elif fold == "sim3":
-            goal(fold, "within 1 dB of 15 frames: dlsim15 not run", None)
-    return found
 
 
 def run_peers(
@@ -363,6 +291,8 @@ def run_peers(
     if set(folds) - set(FOLDS):
         raise SystemExit(f"--peer-folds: choose from {','.join(FOLDS)}")
     for key, value in budget["project_set"].items():  # fail before CARE runs
+        if key in SHARED:
+            raise SystemExit(f"--project-set {key}: shared by both systems")
         try:
             set_value(FitConfig(), key, value)
         except KeyError:
