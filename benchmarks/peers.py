@@ -47,7 +47,8 @@ FIELDS = ("mt_a", "mt_b", "mt_c")
 SIM3 = [0, 5, 10]
 FOLDS = ("dlsim15", "sim3", "sim9", "widefield")
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-# What both systems must share: the fold's data and the budget (--peer-*).
+# What --project-set may not change: the budget both systems share (--peer-*)
+# and what project_job sets itself for the fold.
 SHARED = {
     "train.epochs",
     "train.steps_per_epoch",
@@ -57,6 +58,7 @@ SHARED = {
     "train.early_stopping_patience",
     "data.source",
     "data.frame_subset",
+    "data.data_dir",
 }
 
 
