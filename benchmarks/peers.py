@@ -294,7 +294,7 @@ def run_peers(
         raise SystemExit(f"--peer-folds: choose from {','.join(FOLDS)}")
     for key, value in budget["project_set"].items():  # fail before CARE runs
         if key in SHARED:
-            raise SystemExit(f"--project-set {key}: shared by both systems")
+            raise SystemExit(f"--project-set {key}: fixed by the benchmark")
         try:
             set_value(FitConfig(), key, value)
         except KeyError:
